@@ -1,0 +1,1 @@
+//! vcontainer host driver.

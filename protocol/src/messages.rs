@@ -1,0 +1,249 @@
+//! Message types. Postcard is not self-describing: fields are matched by position, so changing
+//! any type here is a wire change and needs a [`crate::PROTOCOL_VERSION`] bump. New enum variants
+//! may only be appended.
+
+use serde::{Deserialize, Serialize};
+
+use crate::StreamEnd;
+
+/// The container engine a guest image carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+    /// No engine: the agent runs on the host for tests, or an image without an engine.
+    None,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+            EngineKind::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// First frame of every connection, sent by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub agent_version: String,
+    /// `uname -m` of the guest, e.g. `aarch64`.
+    pub arch: String,
+    pub engine: EngineKind,
+    pub capabilities: Vec<String>,
+}
+
+/// What the host tells a freshly booted agent on the control connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootConfig {
+    /// The host follows with a tar stream ([`HostMsg::Data`] … [`HostMsg::End`]) of engine storage
+    /// to seed the engine's storage directory with before the engine starts.
+    pub seed_storage: bool,
+    /// Start the engine now (false: start it on the first operation that needs it).
+    pub start_engine: bool,
+}
+
+/// One operation, the first frame the host sends on an operation connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Run a process. Answered with stdout/stderr frames and [`AgentMsg::Exited`].
+    Exec(ExecRequest),
+    /// Unpack the tar stream that follows into the guest directory `dest`.
+    PutTar { dest: String },
+    /// Send the guest path `path` as a tar stream.
+    GetTar { path: String },
+    /// Import the OCI image layout that follows as a tar stream into the engine under `reference`.
+    /// Answered with the engine's output frames and [`AgentMsg::Exited`].
+    ImportOci { reference: String },
+    /// Stop the engine cleanly and send its storage directory as a tar stream.
+    ExportStorage,
+    /// Report the agent's state.
+    Status,
+    /// Stop the engine, sync and unmount, then power off after the host's [`HostMsg::Ack`].
+    Shutdown,
+    /// Send `bytes` bytes of data frames without other work: measures the raw transport.
+    RawSource { bytes: u64 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    /// The host will send [`HostMsg::Stdin`] frames and [`HostMsg::StdinEnd`]; otherwise stdin is
+    /// `/dev/null`.
+    pub stdin: bool,
+    /// The process talks to the container engine: the agent makes sure the engine runs first.
+    pub engine: bool,
+}
+
+/// Frames from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostMsg {
+    Boot(BootConfig),
+    Request(Request),
+    Stdin(Vec<u8>),
+    StdinEnd,
+    Data(Vec<u8>),
+    End(StreamEnd),
+    /// Deliver this signal number to the running process.
+    Signal(i32),
+    /// The host received the agent's last frame.
+    Ack,
+}
+
+/// Frames from the agent to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMsg {
+    Hello(Hello),
+    /// The engine is up (control connection); timings in milliseconds since the kernel started.
+    Ready(ReadyInfo),
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Data(Vec<u8>),
+    End(StreamEnd),
+    Exited(ExitStatus),
+    Status(StatusInfo),
+    /// The operation succeeded (put, shutdown prepared, …).
+    Done,
+    Error(AgentError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The exit code a shell would report: the code, or 128 + signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// Guest uptime when the agent started as PID 1 in the initramfs.
+    pub init_ms: u64,
+    /// Guest uptime when the root filesystem was switched.
+    pub rootfs_ms: u64,
+    /// Guest uptime when the engine answered.
+    pub engine_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub uptime_ms: u64,
+    pub engine_running: bool,
+    /// Peak resident set of the agent, in KiB.
+    pub agent_max_rss_kib: u64,
+    pub mem_total_kib: u64,
+    pub mem_available_kib: u64,
+}
+
+/// A failure the agent reports, with the stage that failed and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    BadRequest,
+    NotFound,
+    Engine,
+    Io,
+    Protocol,
+    NoSpace,
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// Short name of a message, for error texts (never includes payload bytes).
+pub trait MessageName {
+    fn name(&self) -> String;
+}
+
+impl MessageName for HostMsg {
+    fn name(&self) -> String {
+        match self {
+            HostMsg::Boot(_) => "Boot".into(),
+            HostMsg::Request(r) => format!("Request({})", r.name()),
+            HostMsg::Stdin(_) => "Stdin".into(),
+            HostMsg::StdinEnd => "StdinEnd".into(),
+            HostMsg::Data(_) => "Data".into(),
+            HostMsg::End(_) => "End".into(),
+            HostMsg::Signal(_) => "Signal".into(),
+            HostMsg::Ack => "Ack".into(),
+        }
+    }
+}
+
+impl MessageName for Request {
+    fn name(&self) -> String {
+        match self {
+            Request::Exec(_) => "Exec",
+            Request::PutTar { .. } => "PutTar",
+            Request::GetTar { .. } => "GetTar",
+            Request::ImportOci { .. } => "ImportOci",
+            Request::ExportStorage => "ExportStorage",
+            Request::Status => "Status",
+            Request::Shutdown => "Shutdown",
+            Request::RawSource { .. } => "RawSource",
+        }
+        .into()
+    }
+}
+
+impl MessageName for AgentMsg {
+    fn name(&self) -> String {
+        match self {
+            AgentMsg::Hello(_) => "Hello",
+            AgentMsg::Ready(_) => "Ready",
+            AgentMsg::Stdout(_) => "Stdout",
+            AgentMsg::Stderr(_) => "Stderr",
+            AgentMsg::Data(_) => "Data",
+            AgentMsg::End(_) => "End",
+            AgentMsg::Exited(_) => "Exited",
+            AgentMsg::Status(_) => "Status",
+            AgentMsg::Done => "Done",
+            AgentMsg::Error(_) => "Error",
+        }
+        .into()
+    }
+}
+
+impl Hello {
+    /// Checks that the agent speaks the host's protocol version.
+    pub fn check_version(&self) -> Result<(), crate::ProtocolError> {
+        if self.protocol == crate::PROTOCOL_VERSION {
+            Ok(())
+        } else {
+            Err(crate::ProtocolError::VersionMismatch {
+                host: crate::PROTOCOL_VERSION,
+                agent: self.protocol,
+                agent_version: self.agent_version.clone(),
+            })
+        }
+    }
+}
