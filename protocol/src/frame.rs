@@ -157,6 +157,7 @@ mod tests {
             env: vec![("X".into(), "y z".into())],
             cwd: Some("/".into()),
             stdin: true,
+            engine: false,
         }));
         assert_eq!(roundtrip(&req), req);
         let mut d = StreamDigest::new();
