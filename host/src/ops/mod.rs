@@ -1,0 +1,43 @@
+//! Operations the host runs against an agent, one connection each.
+
+mod exec;
+mod export;
+mod files;
+mod import;
+mod oci_layout;
+mod simple;
+mod stream;
+
+pub use exec::{exec, ExecIo};
+pub use export::export_storage;
+pub use files::{get_tar, put_dir};
+pub use import::import_oci;
+pub use oci_layout::{validate_oci_layout, OciLayoutError, ValidatedLayout};
+pub use simple::{raw_source, shutdown, status};
+pub use stream::{receive_to_file, send_dir_as_tar, send_file, ReceiveError, StreamProgress};
+
+use vcontainer_protocol::ProtocolError;
+
+use crate::session::SessionError;
+
+/// Failure of an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Receive(#[from] ReceiveError),
+    #[error(transparent)]
+    Layout(#[from] OciLayoutError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<ProtocolError> for OpError {
+    fn from(e: ProtocolError) -> Self {
+        OpError::Session(SessionError::Protocol(e))
+    }
+}

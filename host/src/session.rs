@@ -1,0 +1,141 @@
+//! One connection to the agent: Hello and version check, then typed frames both ways.
+
+use std::time::Duration;
+
+use tokio::io::{ReadHalf, WriteHalf};
+use vcontainer_protocol::{
+    read_frame_async, write_frame_async, AgentError, AgentMsg, Hello, HostMsg, MessageName,
+    ProtocolError, Request,
+};
+
+use crate::transport::{BoxStream, Transport};
+
+/// How long the agent may take to send `Hello` on a fresh operation connection.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot reach the agent over {transport}: {source}")]
+    Connect {
+        transport: String,
+        source: std::io::Error,
+    },
+    #[error("the agent did not greet within {0:?}")]
+    HelloTimeout(Duration),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("the agent reported an error: {0}")]
+    Agent(AgentError),
+}
+
+impl SessionError {
+    /// An unexpected frame, named without its payload.
+    pub fn unexpected(expected: &'static str, got: &AgentMsg) -> Self {
+        match got {
+            AgentMsg::Error(e) => SessionError::Agent(e.clone()),
+            other => SessionError::Protocol(ProtocolError::Unexpected {
+                expected,
+                got: other.name(),
+            }),
+        }
+    }
+}
+
+/// A connection to the agent after a successful handshake.
+pub struct AgentConn {
+    reader: ReadHalf<BoxStream>,
+    writer: WriteHalf<BoxStream>,
+    hello: Hello,
+}
+
+impl AgentConn {
+    /// Reads the agent's `Hello` from a fresh stream and checks the protocol version.
+    pub async fn handshake(stream: BoxStream) -> Result<Self, SessionError> {
+        let (mut reader, writer) = tokio::io::split(stream);
+        let first: AgentMsg = tokio::time::timeout(HELLO_TIMEOUT, read_frame_async(&mut reader))
+            .await
+            .map_err(|_| SessionError::HelloTimeout(HELLO_TIMEOUT))??;
+        let hello = match first {
+            AgentMsg::Hello(h) => h,
+            other => return Err(SessionError::unexpected("Hello", &other)),
+        };
+        hello.check_version()?;
+        Ok(Self {
+            reader,
+            writer,
+            hello,
+        })
+    }
+
+    /// Opens an operation connection and sends `request`.
+    pub async fn request(
+        transport: &dyn Transport,
+        request: Request,
+    ) -> Result<Self, SessionError> {
+        let stream = transport
+            .connect()
+            .await
+            .map_err(|source| SessionError::Connect {
+                transport: transport.describe(),
+                source,
+            })?;
+        let mut conn = Self::handshake(stream).await?;
+        conn.send(&HostMsg::Request(request)).await?;
+        Ok(conn)
+    }
+
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
+        write_frame_async(&mut self.writer, msg).await?;
+        Ok(())
+    }
+
+    pub async fn recv(&mut self) -> Result<AgentMsg, SessionError> {
+        Ok(read_frame_async(&mut self.reader).await?)
+    }
+
+    /// Receives one frame that must be `Done`.
+    pub async fn expect_done(&mut self) -> Result<(), SessionError> {
+        match self.recv().await? {
+            AgentMsg::Done => Ok(()),
+            other => Err(SessionError::unexpected("Done", &other)),
+        }
+    }
+
+    /// Splits into halves so sending and receiving can run concurrently.
+    pub fn into_split(self) -> (ConnReader, ConnWriter, Hello) {
+        (
+            ConnReader {
+                reader: self.reader,
+            },
+            ConnWriter {
+                writer: self.writer,
+            },
+            self.hello,
+        )
+    }
+}
+
+pub struct ConnReader {
+    reader: ReadHalf<BoxStream>,
+}
+
+impl ConnReader {
+    pub async fn recv(&mut self) -> Result<AgentMsg, SessionError> {
+        Ok(read_frame_async(&mut self.reader).await?)
+    }
+}
+
+pub struct ConnWriter {
+    writer: WriteHalf<BoxStream>,
+}
+
+impl ConnWriter {
+    pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
+        write_frame_async(&mut self.writer, msg).await?;
+        Ok(())
+    }
+}
