@@ -1,0 +1,240 @@
+//! One-shot mode: every command boots a VM, runs, optionally exports storage, and shuts down.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use vcontainer_protocol::ExecRequest;
+
+use super::args::{EngineArgs, EngineCommand, PASSTHROUGH};
+use super::arch_select::resolve_arch;
+use crate::state::Tool;
+use crate::images::ensure_image;
+use crate::instance::{Instance, InstanceConfig, StateChoice};
+use crate::ops::{self, ExecIo};
+use crate::progress::Reporter;
+
+/// Entry point of the `vdkr` and `vpdmn` binaries.
+pub fn main_for(default_tool: Tool) -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (tool, name_arch) = match Tool::from_argv0(&argv0) {
+        Some((t, a)) => (t, a.map(str::to_string)),
+        None => (default_tool, None),
+    };
+    let args = EngineArgs::parse_from(argv);
+    let reporter = Reporter::new(tool.name(), args.verbose, args.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            reporter.error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            reporter.error(format!("{e:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What the command will do in the guest, decided and validated before anything boots.
+enum Plan {
+    Import { layout: PathBuf, reference: String },
+    Engine { argv: Vec<String> },
+}
+
+fn plan(tool: Tool, command: EngineCommand) -> Result<Plan> {
+    match command {
+        EngineCommand::Vimport { path, name } => {
+            let v = ops::validate_oci_layout(&path)
+                .with_context(|| format!("cannot import {}", path.display()))?;
+            if v.manifests == 0 {
+                bail!("{} contains no image manifest", path.display());
+            }
+            Ok(Plan::Import {
+                layout: path,
+                reference: name,
+            })
+        }
+        EngineCommand::Engine(words) => {
+            let words: Vec<String> = words
+                .into_iter()
+                .map(|w| {
+                    w.into_string()
+                        .map_err(|w| anyhow::anyhow!("argument {w:?} is not valid UTF-8"))
+                })
+                .collect::<Result<_>>()?;
+            let Some(cmd) = words.first() else {
+                bail!("no command given; try '{} --help'", tool.name())
+            };
+            if !PASSTHROUGH.contains(&cmd.as_str()) {
+                bail!(
+                    "unknown command: {cmd}\nRun '{} --help' for usage",
+                    tool.name()
+                );
+            }
+            let mut argv = vec![tool.engine_cli().to_string()];
+            argv.extend(words);
+            Ok(Plan::Engine { argv })
+        }
+    }
+}
+
+/// The storage output must be creatable before we spend a boot on it.
+fn check_output(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    Ok(())
+}
+
+async fn run(tool: Tool, name_arch: Option<&str>, args: EngineArgs, reporter: &Reporter) -> Result<i32> {
+    let env_arch = std::env::var(format!("{}_ARCH", tool.env_prefix())).ok();
+    let arch = resolve_arch(args.arch.as_deref(), name_arch, env_arch.as_deref())?;
+    let plan = plan(tool, args.command)?;
+    if let Some(out) = &args.storage {
+        check_output(out)?;
+    }
+    if let Some(input) = &args.input_storage {
+        if !input.is_file() {
+            bail!("--input-storage {}: no such file", input.display());
+        }
+    }
+    let state = if args.stateless || args.input_storage.is_some() {
+        StateChoice::Stateless
+    } else if let Some(dir) = &args.state_dir {
+        StateChoice::Dir(dir.clone())
+    } else if let Some(name) = &args.instance {
+        StateChoice::Instance(name.clone())
+    } else {
+        StateChoice::Default
+    };
+
+    let image = ensure_image(arch, reporter).await?;
+    let config = InstanceConfig {
+        tool,
+        arch,
+        state,
+        input_storage: args.input_storage.clone(),
+        no_kvm: args.no_kvm,
+    };
+    let instance = Instance::boot(&config, &image, reporter).await?;
+    let outcome = run_in_guest(&instance, &plan, args.storage.as_deref(), reporter).await;
+    let console = instance.console_tail(40);
+    let shutdown = instance.shutdown(reporter).await;
+    match (outcome, shutdown) {
+        (Ok(code), Ok(())) => Ok(code),
+        (Ok(_), Err(e)) => Err(e).context("the guest did not shut down cleanly"),
+        (Err(e), _) => {
+            reporter.debug(format!("guest console (last lines):\n{console}"));
+            Err(e)
+        }
+    }
+}
+
+async fn run_in_guest(
+    instance: &Instance,
+    plan: &Plan,
+    storage: Option<&Path>,
+    reporter: &Reporter,
+) -> Result<i32> {
+    let transport = instance.transport();
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let status = match plan {
+        Plan::Engine { argv } => {
+            let (sig_tx, sig_rx) = tokio::sync::mpsc::channel(4);
+            let forward = tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    if sig_tx.send(libc::SIGINT).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let status = ops::exec(
+                transport,
+                ExecRequest {
+                    argv: argv.clone(),
+                    engine: true,
+                    ..Default::default()
+                },
+                ExecIo {
+                    stdout: &mut stdout,
+                    stderr: &mut stderr,
+                    stdin: None,
+                    signals: Some(sig_rx),
+                },
+            )
+            .await;
+            forward.abort();
+            status.context("running the engine command in the guest")?
+        }
+        Plan::Import { layout, reference } => {
+            let bar = reporter.bytes_bar(&format!("sending {}", layout.display()), None);
+            let status = ops::import_oci(
+                transport,
+                layout,
+                reference,
+                &mut stdout,
+                &mut stderr,
+                &mut |n| bar.set_position(n),
+            )
+            .await;
+            bar.finish_and_clear();
+            let status = status.with_context(|| format!("importing {}", layout.display()))?;
+            if status.shell_code() != 0 {
+                bail!(
+                    "the guest engine failed to import {} as {reference} (exit {})",
+                    layout.display(),
+                    status.shell_code()
+                );
+            }
+            reporter.step(format!("imported {} as {reference}", layout.display()));
+            status
+        }
+    };
+    if let Some(out) = storage {
+        if status.shell_code() != 0 {
+            bail!(
+                "not writing {}: the command failed with exit code {}",
+                out.display(),
+                status.shell_code()
+            );
+        }
+        let bar = reporter.bytes_bar("exporting storage", None);
+        let bytes = ops::export_storage(transport, out, &mut |n| bar.set_position(n))
+            .await
+            .with_context(|| format!("exporting the engine storage to {}", out.display()));
+        bar.finish_and_clear();
+        let bytes = bytes?;
+        reporter.notice(format!(
+            "storage written to {} ({:.1} MB)",
+            out.display(),
+            bytes as f64 / 1e6
+        ));
+    }
+    Ok(status.shell_code())
+}

@@ -1,0 +1,107 @@
+//! The `vcontainer` binary's own commands.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use vcontainer_initramfs::Arch;
+
+use crate::images::ensure_image;
+use crate::progress::Reporter;
+
+#[derive(Debug, Parser)]
+#[command(name = "vcontainer", version, about = "vcontainer: container engines of other architectures in QEMU VMs")]
+struct ProjectArgs {
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: ProjectCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// Guest images (kernel, initramfs with the agent, engines rootfs).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Measure boot, engine start, transfers and one-shot commands; prints a table.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build (or reuse from the cache) the guest image for ARCH.
+    Build {
+        #[arg(short = 'a', long, value_name = "ARCH")]
+        arch: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn vcontainer_main() -> ExitCode {
+    let args = ProjectArgs::parse();
+    let reporter = Reporter::new("vcontainer", args.verbose, args.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            reporter.error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args.command, &reporter)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            reporter.error(format!("{e:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
+    match command {
+        ProjectCommand::Image {
+            command: ImageCommand::Build { arch, json },
+        } => {
+            let arches: Vec<Arch> = if arch.is_empty() {
+                vec![Arch::host().ok_or_else(|| anyhow::anyhow!("unsupported host arch; pass --arch"))?]
+            } else {
+                arch.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
+            };
+            for a in arches {
+                let image = ensure_image(a, reporter).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "arch": a.name(),
+                            "kernel": image.kernel,
+                            "kernel_version": image.kernel_version,
+                            "initramfs": image.initramfs,
+                            "rootfs": image.rootfs,
+                            "manifest": image.manifest,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{a}: kernel {} ({})\n{a}: initramfs {}\n{a}: rootfs {}",
+                        image.kernel.display(),
+                        image.kernel_version,
+                        image.initramfs.display(),
+                        image.rootfs.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        ProjectCommand::Bench(b) => crate::bench::run(b, reporter).await,
+    }
+}

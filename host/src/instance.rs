@@ -1,0 +1,395 @@
+//! One VM instance from boot to shutdown: state directory and lock, state disk, transport, QEMU,
+//! the agent's dial-in with a boot deadline (kill and retry once), boot configuration, readiness.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vcontainer_initramfs::Arch;
+use vcontainer_protocol::{AgentMsg, BootConfig, Hello, HostMsg, ReadyInfo, CONTROL_PORT};
+
+use crate::images::GuestImage;
+use crate::ops;
+use crate::progress::Reporter;
+use crate::session::{AgentConn, SessionError};
+use crate::state::{
+    InstanceLock, LockWait, StateDir, StateDisk, StateError, StateLocation, Tool,
+    DEFAULT_STATE_DISK_SIZE,
+};
+use crate::transport::{
+    ControlListener, HybridControlListener, HybridVsock, KernelControlListener, KernelVsock,
+    Transport,
+};
+use crate::vm::{self, choose_accel, spawn_vm, Machine, RunningVm, VmError, VmSpec, VsockDevice};
+
+/// From QEMU start to the agent's dial-in. Measured under TCG: 3–6 s; generous for loaded hosts.
+const BOOT_DEADLINE: Duration = Duration::from_secs(90);
+/// From the agent's `Hello` to `Ready` (engine start). dockerd under cross-arch TCG took 24–40 s
+/// upstream.
+const ENGINE_DEADLINE: Duration = Duration::from_secs(300);
+const BOOT_ATTEMPTS: u32 = 2;
+const GUEST_MEMORY_MIB: u32 = 2048;
+const GUEST_CPUS: u32 = 2;
+
+/// Where the instance keeps its state.
+#[derive(Debug, Clone)]
+pub enum StateChoice {
+    Default,
+    Instance(String),
+    Dir(PathBuf),
+    /// A throw-away state directory and disk, deleted afterwards.
+    Stateless,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    pub tool: Tool,
+    pub arch: Arch,
+    pub state: StateChoice,
+    /// Storage tar to seed the engine with before it starts.
+    pub input_storage: Option<PathBuf>,
+    pub no_kvm: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("cannot listen for the guest on {path}: {source}")]
+    Listen {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the {arch} guest did not come up within {secs} s (tried {attempts} times)\n--- guest console (last lines) ---\n{console}")]
+    BootTimeout {
+        arch: Arch,
+        secs: u64,
+        attempts: u32,
+        console: String,
+    },
+    #[error("QEMU exited during boot ({status})\n--- QEMU log ---\n{qemu_log}\n--- guest console (last lines) ---\n{console}")]
+    QemuExited {
+        status: String,
+        qemu_log: String,
+        console: String,
+    },
+    #[error("the guest agent failed during boot: {source}\n--- guest console (last lines) ---\n{console}")]
+    Agent {
+        source: SessionError,
+        console: String,
+    },
+    #[error("the guest is {got}, but {expected} was requested: the guest image is wrong")]
+    WrongGuest { expected: String, got: String },
+    #[error("seeding the engine storage from {path} failed: {source}")]
+    Seed { path: PathBuf, source: ops::OpError },
+}
+
+/// A booted VM with its agent ready.
+pub struct Instance {
+    vm: RunningVm,
+    transport: Arc<dyn Transport>,
+    hello: Hello,
+    ready: ReadyInfo,
+    boot_time: Duration,
+    _lock: Option<InstanceLock>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Instance {
+    pub async fn boot(
+        config: &InstanceConfig,
+        image: &GuestImage,
+        reporter: &Reporter,
+    ) -> Result<Instance, InstanceError> {
+        let (state, temp) = match &config.state {
+            StateChoice::Stateless => {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("{}-", config.tool.name()))
+                    .tempdir()
+                    .map_err(|e| StateError::io("create temporary directory", std::env::temp_dir(), e))?;
+                let sd = StateDir::resolve_in_home(
+                    config.tool,
+                    &StateLocation::Explicit(dir.path().to_path_buf()),
+                )?;
+                (sd, Some(dir))
+            }
+            StateChoice::Default => (
+                StateDir::resolve_in_home(config.tool, &StateLocation::Default(config.arch))?,
+                None,
+            ),
+            StateChoice::Instance(n) => (
+                StateDir::resolve_in_home(config.tool, &StateLocation::Instance(n.clone()))?,
+                None,
+            ),
+            StateChoice::Dir(d) => (
+                StateDir::resolve_in_home(config.tool, &StateLocation::Explicit(d.clone()))?,
+                None,
+            ),
+        };
+        state.create()?;
+        let lock = InstanceLock::acquire(&state, LockWait::Wait(None), |msg| reporter.notice(msg))?;
+        let disk = StateDisk::open_or_create(&state.state_disk(), DEFAULT_STATE_DISK_SIZE)?;
+
+        let accel = choose_accel(config.arch, config.no_kvm);
+        reporter.debug(format!("accelerator: {:?} ({})", accel.accel, accel.reason));
+        let use_kernel_vsock = vm::kernel_vsock_usable();
+
+        let mut last_err = None;
+        for attempt in 1..=BOOT_ATTEMPTS {
+            let started = Instant::now();
+            let (mut listener, transport, vsock, extra): (
+                Box<dyn ControlListener>,
+                Arc<dyn Transport>,
+                VsockDevice,
+                Vec<String>,
+            ) = if use_kernel_vsock {
+                let cid = vm::pick_guest_cid();
+                let port = CONTROL_PORT + 1 + (cid % 30000);
+                let l = KernelControlListener::bind(port).map_err(|source| InstanceError::Listen {
+                    path: format!("vsock port {port}"),
+                    source,
+                })?;
+                (
+                    Box::new(l),
+                    Arc::new(KernelVsock::new(cid)),
+                    VsockDevice::Kernel { cid },
+                    vec![format!("vcontainer.control_port={port}")],
+                )
+            } else {
+                let uds = state.vsock_socket();
+                let l = HybridControlListener::bind(&uds).map_err(|source| InstanceError::Listen {
+                    path: state.vsock_listener(CONTROL_PORT).display().to_string(),
+                    source,
+                })?;
+                (
+                    Box::new(l),
+                    Arc::new(HybridVsock::new(&uds)),
+                    VsockDevice::VhostUser {
+                        socket: state.vhost_socket(),
+                    },
+                    vec![],
+                )
+            };
+            let mut kernel_args = vec![format!("vcontainer.engine={}", config.tool.engine())];
+            kernel_args.extend(extra);
+            let spec = VmSpec {
+                arch: config.arch,
+                machine: Machine::default_for(config.arch),
+                accel: accel.accel,
+                memory_mib: GUEST_MEMORY_MIB,
+                cpus: GUEST_CPUS,
+                kernel: image.kernel.clone(),
+                initramfs: image.initramfs.clone(),
+                rootfs: image.rootfs.clone(),
+                state_disk: Some(disk.path().to_path_buf()),
+                vsock,
+                console_log: state.console_log(),
+                kernel_args,
+            };
+            reporter.step(format!(
+                "booting the {} guest ({}, {})",
+                config.arch,
+                config.tool.engine(),
+                transport.describe()
+            ));
+            let mut vm = spawn_vm(&spec, &state.launch_files())?;
+            match wait_for_agent(&mut vm, listener.as_mut(), config, reporter).await {
+                Ok((conn, hello)) => {
+                    let boot_time = started.elapsed();
+                    reporter.debug(format!("agent up after {:.2} s", boot_time.as_secs_f64()));
+                    let ready = configure(conn, config, &vm, reporter).await?;
+                    return Ok(Instance {
+                        vm,
+                        transport,
+                        hello,
+                        ready,
+                        boot_time,
+                        _lock: Some(lock),
+                        _temp: temp,
+                    });
+                }
+                Err(BootWait::Timeout) => {
+                    reporter.notice(format!(
+                        "the guest did not come up within {} s (attempt {attempt} of {BOOT_ATTEMPTS}); restarting it",
+                        BOOT_DEADLINE.as_secs()
+                    ));
+                    let console = vm.console_tail(30);
+                    vm.kill();
+                    last_err = Some(InstanceError::BootTimeout {
+                        arch: config.arch,
+                        secs: BOOT_DEADLINE.as_secs(),
+                        attempts: attempt,
+                        console,
+                    });
+                }
+                Err(BootWait::Failed(e)) => {
+                    vm.kill();
+                    return Err(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or(InstanceError::BootTimeout {
+            arch: config.arch,
+            secs: BOOT_DEADLINE.as_secs(),
+            attempts: BOOT_ATTEMPTS,
+            console: String::new(),
+        }))
+    }
+
+    pub fn transport(&self) -> &dyn Transport {
+        self.transport.as_ref()
+    }
+
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    pub fn ready(&self) -> &ReadyInfo {
+        &self.ready
+    }
+
+    /// Wall time from QEMU start to the agent's dial-in.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    pub fn console_tail(&self, lines: usize) -> String {
+        self.vm.console_tail(lines)
+    }
+
+    /// Clean shutdown: the agent stops the engine, syncs and unmounts, then powers off; QEMU must
+    /// exit soon after. If the agent cannot be reached, QEMU is killed.
+    pub async fn shutdown(mut self, reporter: &Reporter) -> Result<(), InstanceError> {
+        let result = ops::shutdown(self.transport.as_ref()).await;
+        match self.vm.wait_exit_async(Duration::from_secs(20)).await? {
+            Some(_) => {}
+            None => {
+                reporter.notice("the guest did not power off within 20 s; stopping QEMU");
+                self.vm.kill();
+            }
+        }
+        result.map_err(|e| InstanceError::Agent {
+            source: match e {
+                ops::OpError::Session(s) => s,
+                other => SessionError::Protocol(vcontainer_protocol::ProtocolError::Io(
+                    std::io::Error::other(other.to_string()),
+                )),
+            },
+            console: self.vm.console_tail(30),
+        })
+    }
+}
+
+enum BootWait {
+    Timeout,
+    Failed(InstanceError),
+}
+
+/// Waits for the agent's control connection and `Hello`, watching QEMU.
+async fn wait_for_agent(
+    vm: &mut RunningVm,
+    listener: &mut dyn ControlListener,
+    config: &InstanceConfig,
+    _reporter: &Reporter,
+) -> Result<(AgentConn, Hello), BootWait> {
+    let deadline = tokio::time::Instant::now() + BOOT_DEADLINE;
+    let accepted = loop {
+        tokio::select! {
+            res = listener.accept() => break res,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                match vm.try_wait() {
+                    Ok(Some(status)) => {
+                        return Err(BootWait::Failed(InstanceError::QemuExited {
+                            status: status.to_string(),
+                            qemu_log: vm.qemu_log_tail(20),
+                            console: vm.console_tail(30),
+                        }));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(BootWait::Failed(e.into())),
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(BootWait::Timeout);
+                }
+            }
+        }
+    };
+    let stream = accepted.map_err(|source| {
+        BootWait::Failed(InstanceError::Listen {
+            path: "control listener".into(),
+            source,
+        })
+    })?;
+    let conn = AgentConn::handshake(stream).await.map_err(|source| {
+        BootWait::Failed(InstanceError::Agent {
+            source,
+            console: vm.console_tail(30),
+        })
+    })?;
+    let hello = conn.hello().clone();
+    if hello.arch != config.arch.name() || hello.engine != config.tool.engine_kind() {
+        return Err(BootWait::Failed(InstanceError::WrongGuest {
+            expected: format!("{} with {}", config.arch, config.tool.engine()),
+            got: format!("{} with {}", hello.arch, hello.engine),
+        }));
+    }
+    Ok((conn, hello))
+}
+
+/// Sends the boot configuration (and seed storage) and waits for the engine to be ready.
+async fn configure(
+    mut conn: AgentConn,
+    config: &InstanceConfig,
+    vm: &RunningVm,
+    reporter: &Reporter,
+) -> Result<ReadyInfo, InstanceError> {
+    let agent_err = |source: SessionError| InstanceError::Agent {
+        source,
+        console: vm.console_tail(30),
+    };
+    conn.send(&HostMsg::Boot(BootConfig {
+        seed_storage: config.input_storage.is_some(),
+        start_engine: true,
+    }))
+    .await
+    .map_err(agent_err)?;
+    let (mut reader, mut writer, _) = conn.into_split();
+    if let Some(path) = &config.input_storage {
+        let size = std::fs::metadata(path).map(|m| m.len()).ok();
+        let bar = reporter.bytes_bar("seeding storage", size);
+        let sent = ops::send_file(&mut writer, path, &mut |n| bar.set_position(n)).await;
+        bar.finish_and_clear();
+        sent.map_err(|source| InstanceError::Seed {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    reporter.step(format!("waiting for {} in the guest", config.tool.engine()));
+    let msg = tokio::time::timeout(ENGINE_DEADLINE, reader.recv())
+        .await
+        .map_err(|_| {
+            agent_err(SessionError::Protocol(vcontainer_protocol::ProtocolError::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} did not become ready within {} s",
+                        config.tool.engine(),
+                        ENGINE_DEADLINE.as_secs()
+                    ),
+                ),
+            )))
+        })?
+        .map_err(agent_err)?;
+    match msg {
+        AgentMsg::Ready(r) => {
+            reporter.debug(format!(
+                "guest timings: init {} ms, rootfs {} ms, engine ready {} ms (guest uptime)",
+                r.init_ms, r.rootfs_ms, r.engine_ms
+            ));
+            Ok(r)
+        }
+        other => Err(agent_err(SessionError::unexpected("Ready", &other))),
+    }
+}

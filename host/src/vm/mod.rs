@@ -1,0 +1,16 @@
+//! Launching the guest VM: the QEMU command line (pure, in `qemu`), the choice between KVM and TCG
+//! (`accel`), the vhost-user vsock backend (`backend`) and the supervised QEMU process (`running`).
+
+pub mod accel;
+pub mod backend;
+mod error;
+pub mod qemu;
+pub mod running;
+
+pub use accel::{choose_accel, AccelChoice, KvmFacts};
+pub use backend::{kernel_vsock_usable, pick_guest_cid, qemu_log_says_cid_in_use, VsockBackend};
+pub use error::VmError;
+pub use qemu::{
+    kernel_cmdline, qemu_argv, qemu_binary, qemu_package, Accel, Machine, VmSpec, VsockDevice,
+};
+pub use running::{spawn_vm, DetachedVm, LaunchFiles, RunningVm};

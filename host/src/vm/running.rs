@@ -1,0 +1,289 @@
+//! A running QEMU and its vsock backend, supervised together: both are stopped when the
+//! [`RunningVm`] is dropped, unless it was detached for memory-resident mode.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::backend::{find_in_path, read_end, VsockBackend, DEFAULT_BACKEND_DEADLINE};
+use super::qemu::{qemu_argv, qemu_binary, qemu_package, VmSpec, VsockDevice};
+use super::VmError;
+
+/// How long QEMU gets to exit on SIGTERM before SIGKILL. It exits in well under 100 ms when idle.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+const EXIT_POLL: Duration = Duration::from_millis(10);
+/// Log tails read at most this much of the file.
+const TAIL_BYTES: u64 = 64 * 1024;
+
+/// Host-side files of one launch (the console log is in the [`VmSpec`]).
+#[derive(Debug, Clone)]
+pub struct LaunchFiles {
+    /// QEMU's own stdout/stderr (its error messages, not the guest console).
+    pub qemu_log: PathBuf,
+    /// The vsock backend's stdout/stderr.
+    pub backend_log: PathBuf,
+    /// The backend's host-side unix socket (`vsock.sock`); the guest's connections to host port P
+    /// arrive at `<vsock_uds>_P`.
+    pub vsock_uds: PathBuf,
+}
+
+/// Process ids of a detached VM, to record in the instance metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetachedVm {
+    pub qemu_pid: u32,
+    pub backend_pid: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct RunningVm {
+    qemu: Option<Child>,
+    pid: u32,
+    backend: Option<VsockBackend>,
+    console_log: PathBuf,
+    qemu_log: PathBuf,
+}
+
+/// Starts the vsock backend (for [`VsockDevice::VhostUser`]) and waits until it listens, then QEMU.
+/// Returns as soon as QEMU is spawned: readiness is the agent's `Hello`, which the caller awaits on
+/// its transport with a boot deadline.
+pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError> {
+    spec.validate()?;
+    let binary = qemu_binary(spec.arch);
+    let qemu_path = find_in_path(binary).ok_or(VmError::QemuMissing {
+        binary,
+        package: qemu_package(spec.arch),
+    })?;
+
+    let backend = match &spec.vsock {
+        VsockDevice::VhostUser { socket } => Some(VsockBackend::start(
+            &VsockBackend::find_binary()?,
+            socket,
+            &files.vsock_uds,
+            &files.backend_log,
+            DEFAULT_BACKEND_DEADLINE,
+        )?),
+        VsockDevice::Kernel { .. } => None,
+    };
+
+    // Empty the console log now rather than when QEMU opens it, so that a console tail taken in
+    // between never shows the previous boot's last words as this one's.
+    File::create(&spec.console_log).map_err(|e| VmError::io("create", &spec.console_log, e))?;
+    let log =
+        File::create(&files.qemu_log).map_err(|e| VmError::io("create", &files.qemu_log, e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| VmError::io("open", &files.qemu_log, e))?;
+    let qemu = Command::new(&qemu_path)
+        .args(qemu_argv(spec))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Own process group, so a terminal's Ctrl-C reaches only the CLI, which then shuts the guest
+        // down cleanly (engine stop, sync) instead of QEMU dying under a half-written state disk.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| VmError::io("start", &qemu_path, e))?;
+    // If spawning failed, `backend` is dropped here and killed with it.
+
+    Ok(RunningVm {
+        pid: qemu.id(),
+        qemu: Some(qemu),
+        backend,
+        console_log: spec.console_log.clone(),
+        qemu_log: files.qemu_log.clone(),
+    })
+}
+
+impl RunningVm {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn backend(&self) -> Option<&VsockBackend> {
+        self.backend.as_ref()
+    }
+
+    /// QEMU's exit status if it has exited. A VM whose backend died is reported as still running
+    /// (QEMU notices a lost vhost-user backend only lazily); use [`RunningVm::backend_exited`].
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, VmError> {
+        match &mut self.qemu {
+            Some(child) => child
+                .try_wait()
+                .map_err(|e| VmError::io("wait for", &self.qemu_log, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// True if the vsock backend has exited: the guest can no longer reach the host.
+    pub fn backend_exited(&mut self) -> bool {
+        match &mut self.backend {
+            Some(b) => matches!(b.try_wait(), Ok(Some(_))),
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for QEMU to exit (after the guest powered off); None on timeout.
+    /// Blocking: from async code use [`RunningVm::wait_exit_async`].
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, VmError> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            if start.elapsed() >= timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(EXIT_POLL);
+        }
+    }
+
+    /// [`RunningVm::wait_exit`] without blocking a runtime thread.
+    pub async fn wait_exit_async(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<ExitStatus>, VmError> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            if start.elapsed() >= timeout {
+                return Ok(None);
+            }
+            tokio::time::sleep(EXIT_POLL).await;
+        }
+    }
+
+    /// Stops QEMU (SIGTERM, then SIGKILL after a grace period) and the backend, and reaps both.
+    /// For a guest that did not shut down in time; the orderly path is the agent's shutdown
+    /// operation followed by [`RunningVm::wait_exit`]. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.qemu.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                // SIGTERM lets QEMU close its files properly; it exits at once on it.
+                if let Ok(pid) = i32::try_from(self.pid) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
+                let start = Instant::now();
+                while matches!(child.try_wait(), Ok(None)) && start.elapsed() < TERM_GRACE {
+                    std::thread::sleep(EXIT_POLL);
+                }
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        if let Some(mut backend) = self.backend.take() {
+            backend.kill();
+        }
+    }
+
+    /// Leaves QEMU and the backend running after this value (and the CLI) is gone, for
+    /// memory-resident mode.
+    pub fn detach(mut self) -> DetachedVm {
+        self.qemu = None;
+        DetachedVm {
+            qemu_pid: self.pid,
+            backend_pid: self.backend.take().map(VsockBackend::detach),
+        }
+    }
+
+    /// The last `lines` lines of the guest console, printable text only, for error messages.
+    pub fn console_tail(&self, lines: usize) -> String {
+        file_tail(&self.console_log, lines)
+    }
+
+    /// The last `lines` lines of QEMU's own output (its errors, e.g. a device it could not set up).
+    pub fn qemu_log_tail(&self, lines: usize) -> String {
+        file_tail(&self.qemu_log, lines)
+    }
+
+    pub fn console_log(&self) -> &Path {
+        &self.console_log
+    }
+
+    pub fn qemu_log(&self) -> &Path {
+        &self.qemu_log
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a log file as clean text; empty if the file is missing.
+pub fn file_tail(path: &Path, lines: usize) -> String {
+    tail_text(&read_end(path, TAIL_BYTES), lines)
+}
+
+/// The last `lines` non-empty lines of `bytes` as lossy UTF-8, with terminal escape sequences and
+/// control characters removed: guest consoles carry colour codes, `\r\n` line ends and, after a
+/// crash, arbitrary bytes that must not reach the user's terminal.
+pub fn tail_text(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let clean = strip_escapes(&text);
+    let all: Vec<&str> = clean
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI sequence: ESC [ parameters… final byte in '@'..='~'.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\n' => out.push('\n'),
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines_and_strips_control_characters() {
+        let log = b"first\r\n\x1b[0;32mOK\x1b[0m second\r\nthird\x07 \xff bell\r\n\r\n";
+        assert_eq!(tail_text(log, 2), "OK second\nthird \u{fffd} bell");
+        assert_eq!(tail_text(log, 10), "first\nOK second\nthird \u{fffd} bell");
+        assert_eq!(tail_text(b"", 3), "");
+        assert_eq!(tail_text(b"x", 0), "");
+    }
+
+    #[test]
+    fn missing_file_has_an_empty_tail() {
+        assert_eq!(file_tail(Path::new("/nonexistent/console.log"), 5), "");
+    }
+
+    #[test]
+    fn tail_reads_only_the_end_of_big_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("console.log");
+        let mut big = "noise\n".repeat(100_000);
+        big.push_str("the end\n");
+        std::fs::write(&path, big).expect("write");
+        assert_eq!(file_tail(&path, 2), "noise\nthe end");
+    }
+}
