@@ -1,6 +1,37 @@
 //! Builds the guest boot artifacts for one architecture: kernel, initramfs (the agent as `/init`
 //! plus the kernel modules it loads) and the squashfs root filesystem with the container engines.
+//!
+//! ```no_run
+//! use vcontainer_initramfs::{build, Arch, BuildRequest};
+//! let req = BuildRequest::new(Arch::Aarch64, "target/aarch64-unknown-linux-musl/agent/vcontainer-agent", "/home/me/.cache/vcontainer");
+//! let image = build(&req, &mut |p| eprintln!("{p}"))?;
+//! println!("{} {}", image.kernel.display(), image.kernel_version);
+//! # Ok::<(), vcontainer_initramfs::BuildError>(())
+//! ```
 
+mod agent;
+mod apt;
 mod arch;
+mod cache;
+pub mod cpio;
+mod deb;
+mod error;
+mod image;
+mod initramfs;
+mod kernel;
+pub mod manifest;
+mod modinfo;
+pub mod modules;
+mod progress;
+mod rootfs;
+mod sources;
+mod sysfiles;
+mod tool;
 
 pub use arch::{Arch, UnknownArch};
+pub use cache::BUILDER_VERSION;
+pub use error::{BuildError, ToolFailure};
+pub use image::{build, cached, BuildRequest, GuestImage};
+pub use initramfs::MODULES_ORDER_PATH;
+pub use progress::{Progress, Stage};
+pub use rootfs::{BASE_PACKAGES, ENGINE_PACKAGES, ROOTFS_SUITE};

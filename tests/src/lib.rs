@@ -1,1 +1,3 @@
-//! Test-only crate; the tests live in tests/tests/.
+//! Support code for the integration and VM end-to-end tests in `tests/tests/`.
+
+pub mod oci_fixture;

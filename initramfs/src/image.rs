@@ -1,0 +1,447 @@
+//! Putting the parts together: which part can be reused, building the missing ones under the
+//! lock, and the manifest that names the result.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::apt::PrivateApt;
+use crate::arch::Arch;
+use crate::cache::{self, key, part_dir, sha256_file, BuildLock, Staging, BUILDER_VERSION};
+use crate::error::{BuildError, Result};
+use crate::kernel::{self, KernelInfo, KernelPackage, KERNEL_SUITE, VMLINUZ};
+use crate::manifest::{Artifact, Manifest};
+use crate::modules::{OPTIONAL_MODULES, REQUIRED_MODULES};
+use crate::progress::{Progress, Stage};
+use crate::rootfs::{self, ROOTFS_SUITE};
+use crate::sources::Mirrors;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub arch: Arch,
+    /// Static musl agent binary for `arch`; becomes `/init`.
+    pub agent: PathBuf,
+    /// E.g. `~/.cache/vcontainer`.
+    pub cache_dir: PathBuf,
+    /// Ask the mirror for the current kernel even if one is cached (otherwise the kernel last
+    /// resolved is reused and a build needs no network unless the rootfs is missing).
+    pub refresh_kernel: bool,
+}
+
+impl BuildRequest {
+    pub fn new(arch: Arch, agent: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> Self {
+        BuildRequest {
+            arch,
+            agent: agent.into(),
+            cache_dir: cache_dir.into(),
+            refresh_kernel: false,
+        }
+    }
+
+    fn images(&self) -> PathBuf {
+        self.cache_dir.join("images").join(self.arch.name())
+    }
+}
+
+/// A complete guest image: everything QEMU needs for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestImage {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub rootfs: PathBuf,
+    pub manifest: PathBuf,
+    pub kernel_version: String,
+}
+
+const CURRENT_KERNEL: &str = "current-kernel";
+const INITRAMFS_FILE: &str = "initramfs.cpio";
+const ROOTFS_FILE: &str = "rootfs.sqfs";
+const MANIFEST_FILE: &str = "manifest.json";
+
+fn kernel_key(arch: Arch, pkg: &KernelPackage) -> String {
+    key(&[
+        ("builder", BUILDER_VERSION),
+        ("component", "kernel"),
+        ("arch", arch.name()),
+        ("suite", KERNEL_SUITE),
+        ("package", &pkg.package),
+        ("version", &pkg.version),
+        ("sha256", &pkg.sha256),
+        ("required_modules", &REQUIRED_MODULES.join(",")),
+        ("optional_modules", &OPTIONAL_MODULES.join(",")),
+    ])
+}
+
+fn rootfs_key(arch: Arch) -> String {
+    key(&[
+        ("builder", BUILDER_VERSION),
+        ("component", "rootfs"),
+        ("arch", arch.name()),
+        ("suite", ROOTFS_SUITE),
+        ("packages", &rootfs::packages().join(",")),
+        ("path_excludes", &rootfs::PATH_EXCLUDES.join(",")),
+        (
+            "alternatives",
+            &format!("{:?}", crate::sysfiles::ALTERNATIVES),
+        ),
+        ("groups", &crate::sysfiles::SYSTEM_GROUPS.join(",")),
+        ("squashfs", rootfs::SQUASHFS_OPTIONS),
+    ])
+}
+
+fn initramfs_key(arch: Arch, kernel_key: &str, agent_sha256: &str) -> String {
+    key(&[
+        ("builder", BUILDER_VERSION),
+        ("component", "initramfs"),
+        ("arch", arch.name()),
+        ("kernel", kernel_key),
+        ("agent_sha256", agent_sha256),
+    ])
+}
+
+fn image_key(kernel: &str, rootfs: &str, initramfs: &str) -> String {
+    key(&[
+        ("kernel", kernel),
+        ("rootfs", rootfs),
+        ("initramfs", initramfs),
+    ])
+}
+
+/// The keys of a request, as far as they can be known without the network.
+struct Keys {
+    kernel: String,
+    rootfs: String,
+    initramfs: String,
+    image: String,
+}
+
+fn offline_keys(req: &BuildRequest, agent_sha256: &str) -> Option<Keys> {
+    let kernel = std::fs::read_to_string(req.images().join(CURRENT_KERNEL)).ok()?;
+    let kernel = kernel.trim().to_string();
+    let rootfs = rootfs_key(req.arch);
+    let initramfs = initramfs_key(req.arch, &kernel, agent_sha256);
+    let image = image_key(&kernel, &rootfs, &initramfs);
+    Some(Keys {
+        kernel,
+        rootfs,
+        initramfs,
+        image,
+    })
+}
+
+/// Cheap check: the image for this request is complete in the cache (manifest present, its keys
+/// equal the request's, every artifact present with the recorded size). Hashes only the agent.
+pub fn cached(req: &BuildRequest) -> Option<GuestImage> {
+    let agent_sha = sha256_file(&req.agent).ok()?;
+    let keys = offline_keys(req, &agent_sha)?;
+    lookup(req, &keys)
+}
+
+fn lookup(req: &BuildRequest, keys: &Keys) -> Option<GuestImage> {
+    let images = req.images();
+    let manifest_path = part_dir(&images, "image", &keys.image).join(MANIFEST_FILE);
+    let m = Manifest::read(&manifest_path)?;
+    if m.kernel.key != keys.kernel
+        || m.rootfs.key != keys.rootfs
+        || m.initramfs.key != keys.initramfs
+    {
+        return None;
+    }
+    for art in [&m.kernel, &m.initramfs, &m.rootfs] {
+        let size = std::fs::metadata(images.join(&art.path)).ok()?.len();
+        if size != art.size {
+            return None;
+        }
+    }
+    Some(GuestImage {
+        arch: req.arch,
+        kernel: images.join(&m.kernel.path),
+        initramfs: images.join(&m.initramfs.path),
+        rootfs: images.join(&m.rootfs.path),
+        manifest: manifest_path,
+        kernel_version: m.kernel_version,
+    })
+}
+
+/// Builds whatever part of the image is missing and returns the complete image.
+pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<GuestImage> {
+    let images = req.images();
+    let agent =
+        std::fs::read(&req.agent).map_err(BuildError::io("reading agent binary", &req.agent))?;
+    crate::agent::check(&req.agent, &agent, req.arch)?;
+    let agent_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&agent));
+
+    let _lock = BuildLock::acquire(&images, &mut || {
+        progress(Progress::new(
+            Stage::Cache,
+            format!(
+                "waiting for another build of {} (lock {})",
+                req.arch,
+                images.join(".lock").display()
+            ),
+        ))
+    })?;
+    if !req.refresh_kernel {
+        if let Some(keys) = offline_keys(req, &agent_sha) {
+            if let Some(img) = lookup(req, &keys) {
+                progress(Progress::new(
+                    Stage::Cache,
+                    format!("up to date: {}", img.manifest.display()),
+                ));
+                return Ok(img);
+            }
+        }
+    }
+    let mut mirrors: Option<Mirrors> = None;
+    let mut mirrors = || -> Result<Mirrors> {
+        if mirrors.is_none() {
+            mirrors = Some(Mirrors::from_host()?);
+        }
+        mirrors.clone().ok_or_else(|| BuildError::NoMirror {
+            looked_in: "host".into(),
+        })
+    };
+
+    let (kkey, kdir, kinfo) = ensure_kernel(req, &images, &mut mirrors, progress)?;
+    let rkey = rootfs_key(req.arch);
+    let rdir = ensure_rootfs(req, &images, &rkey, &mut mirrors, progress)?;
+    let ikey = initramfs_key(req.arch, &kkey, &agent_sha);
+    let idir = ensure_initramfs(req, &images, &ikey, &kdir, &kinfo, progress)?;
+
+    progress(Progress::new(Stage::Cache, "writing the manifest…"));
+    let art = |dir: &Path, file: &str, key: &str| -> Result<Artifact> {
+        let path = dir.join(file);
+        let size = std::fs::metadata(&path)
+            .map_err(BuildError::io("reading artifact", &path))?
+            .len();
+        let rel = path
+            .strip_prefix(&images)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        Ok(Artifact {
+            path: rel,
+            size,
+            sha256: cache::part_file_sha256(&path)?,
+            key: key.to_string(),
+        })
+    };
+    let manifest = Manifest {
+        builder_version: BUILDER_VERSION.to_string(),
+        arch: req.arch.name().to_string(),
+        kernel_version: kinfo.kernel_version.clone(),
+        kernel_package: kinfo.package.package.clone(),
+        kernel_package_version: kinfo.package.version.clone(),
+        kernel: art(&kdir, VMLINUZ, &kkey)?,
+        initramfs: art(&idir, INITRAMFS_FILE, &ikey)?,
+        rootfs: art(&rdir, ROOTFS_FILE, &rkey)?,
+        modules: crate::initramfs::modules_order(&kinfo)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        rootfs_suite: ROOTFS_SUITE.to_string(),
+    };
+    let keys = Keys {
+        image: image_key(&kkey, &rkey, &ikey),
+        kernel: kkey,
+        rootfs: rkey,
+        initramfs: ikey,
+    };
+    let idir_final = part_dir(&images, "image", &keys.image);
+    let staging = Staging::new(&idir_final)?;
+    manifest.write(&staging.tmp.join(MANIFEST_FILE))?;
+    staging.publish()?;
+    lookup(req, &keys).ok_or_else(|| BuildError::Package {
+        what: "checking the finished image".into(),
+        detail: format!(
+            "{} does not describe the artifacts just built",
+            idir_final.join(MANIFEST_FILE).display()
+        ),
+    })
+}
+
+/// The kernel part: reused from `current-kernel` unless missing or a refresh is asked for.
+fn ensure_kernel(
+    req: &BuildRequest,
+    images: &Path,
+    mirrors: &mut dyn FnMut() -> Result<Mirrors>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(String, PathBuf, KernelInfo)> {
+    let pointer = images.join(CURRENT_KERNEL);
+    if !req.refresh_kernel {
+        if let Ok(k) = std::fs::read_to_string(&pointer) {
+            let k = k.trim().to_string();
+            let dir = part_dir(images, "kernel", &k);
+            if let Some(info) = kernel::read_info(&dir) {
+                progress(Progress::new(
+                    Stage::Kernel,
+                    format!(
+                        "cached {} ({} {})",
+                        info.kernel_version, info.package.package, info.package.version
+                    ),
+                ));
+                return Ok((k, dir, info));
+            }
+        }
+    }
+    let started = Instant::now();
+    let debarch = req.arch.debian();
+    let apt = PrivateApt::create(
+        &req.cache_dir
+            .join("apt")
+            .join(format!("{KERNEL_SUITE}-{debarch}")),
+        &req.cache_dir
+            .join("debs")
+            .join(format!("{KERNEL_SUITE}-{debarch}")),
+        KERNEL_SUITE,
+        debarch,
+        &mirrors()?,
+    )?;
+    progress(Progress::new(
+        Stage::Kernel,
+        format!("apt-get update ({KERNEL_SUITE}, {debarch})…"),
+    ));
+    apt.update()?;
+    let stanza = kernel::resolve(&apt, req.arch)?;
+    let pkg = KernelPackage {
+        package: stanza.require("Package")?.to_string(),
+        version: stanza.require("Version")?.to_string(),
+        sha256: stanza.require("SHA256")?.to_string(),
+    };
+    let kkey = kernel_key(req.arch, &pkg);
+    let dir = part_dir(images, "kernel", &kkey);
+    let info = match kernel::read_info(&dir) {
+        Some(info) => info,
+        None => {
+            progress(Progress::new(
+                Stage::Kernel,
+                format!("downloading {} {}…", pkg.package, pkg.version),
+            ));
+            let deb = apt.download(&stanza)?;
+            let staging = Staging::new(&dir)?;
+            let info = kernel::extract(&deb, pkg, req.arch, &staging.tmp, progress)?;
+            staging.publish()?;
+            info
+        }
+    };
+    cache::write_atomic(&pointer, format!("{kkey}\n").as_bytes())?;
+    progress(Progress::new(
+        Stage::Kernel,
+        format!(
+            "{} ready in {:.1} s",
+            info.kernel_version,
+            started.elapsed().as_secs_f64()
+        ),
+    ));
+    Ok((kkey, dir, info))
+}
+
+fn ensure_rootfs(
+    req: &BuildRequest,
+    images: &Path,
+    rkey: &str,
+    mirrors: &mut dyn FnMut() -> Result<Mirrors>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf> {
+    let dir = part_dir(images, "rootfs", rkey);
+    if dir.join(ROOTFS_FILE).is_file() {
+        progress(Progress::new(
+            Stage::Rootfs,
+            format!("cached {}", dir.display()),
+        ));
+        return Ok(dir);
+    }
+    let started = Instant::now();
+    let staging = Staging::new(&dir)?;
+    let tree = staging.tmp.join("tree");
+    let log = staging.tmp.join("build.log");
+    let debs = req
+        .cache_dir
+        .join("debs")
+        .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
+    rootfs::unpack(req.arch, &mirrors()?, &tree, &debs, &log, progress)?;
+    let unpacked = started.elapsed();
+    progress(Progress::new(
+        Stage::Rootfs,
+        format!(
+            "unpacked in {:.1} s; writing users, groups, alternatives, CA bundle",
+            unpacked.as_secs_f64()
+        ),
+    ));
+    crate::sysfiles::apply(&tree)?;
+    let squash_start = Instant::now();
+    rootfs::squash(&tree, &staging.tmp.join(ROOTFS_FILE), &log, progress)?;
+    cache::remove_tree(&tree)?;
+    let size = std::fs::metadata(staging.tmp.join(ROOTFS_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    progress(Progress::new(
+        Stage::Squashfs,
+        format!(
+            "{} MB in {:.1} s",
+            size / 1_000_000,
+            squash_start.elapsed().as_secs_f64()
+        ),
+    ));
+    staging.publish()
+}
+
+fn ensure_initramfs(
+    req: &BuildRequest,
+    images: &Path,
+    ikey: &str,
+    kdir: &Path,
+    kinfo: &KernelInfo,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf> {
+    let dir = part_dir(images, "initramfs", ikey);
+    if dir.join(INITRAMFS_FILE).is_file() {
+        progress(Progress::new(
+            Stage::Initramfs,
+            format!("cached {}", dir.display()),
+        ));
+        return Ok(dir);
+    }
+    progress(Progress::new(
+        Stage::Initramfs,
+        format!(
+            "writing cpio ({} modules + agent)",
+            kinfo.module_order.len()
+        ),
+    ));
+    let staging = Staging::new(&dir)?;
+    crate::initramfs::write(&staging.tmp.join(INITRAMFS_FILE), &req.agent, kdir, kinfo)?;
+    staging.publish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_change_changes_only_the_initramfs_key() {
+        let pkg = KernelPackage {
+            package: "linux-image-6.1.0-37-cloud-arm64".into(),
+            version: "6.1.140-1".into(),
+            sha256: "aa".into(),
+        };
+        let k = kernel_key(Arch::Aarch64, &pkg);
+        assert_eq!(k, kernel_key(Arch::Aarch64, &pkg));
+        assert_ne!(k, kernel_key(Arch::X86_64, &pkg));
+        assert_eq!(rootfs_key(Arch::Aarch64), rootfs_key(Arch::Aarch64));
+        assert_ne!(rootfs_key(Arch::Aarch64), rootfs_key(Arch::X86_64));
+        assert_ne!(
+            initramfs_key(Arch::Aarch64, &k, "a1"),
+            initramfs_key(Arch::Aarch64, &k, "a2")
+        );
+    }
+
+    #[test]
+    fn cached_is_none_for_an_empty_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = dir.path().join("agent");
+        std::fs::write(&agent, b"x").expect("write");
+        assert!(cached(&BuildRequest::new(Arch::X86_64, &agent, dir.path())).is_none());
+    }
+}
