@@ -24,7 +24,9 @@ pub enum AgentBinaryError {
         var: String,
         exe: String,
     },
-    #[error("building the guest agent for {arch} failed ({status}); the command was: {command}\n{log}")]
+    #[error(
+        "building the guest agent for {arch} failed ({status}); the command was: {command}\n{log}"
+    )]
     BuildFailed {
         arch: Arch,
         status: String,
@@ -37,7 +39,9 @@ pub enum AgentBinaryError {
 
 /// The source tree this binary was compiled from (its workspace root).
 fn source_tree() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .to_path_buf();
     root.join("agent/Cargo.toml").is_file().then_some(root)
 }
 
@@ -68,7 +72,11 @@ pub fn agent_binary(arch: Arch, reporter: &Reporter) -> Result<PathBuf, AgentBin
     }
 }
 
-fn build_from_source(root: &Path, arch: Arch, reporter: &Reporter) -> Result<PathBuf, AgentBinaryError> {
+fn build_from_source(
+    root: &Path,
+    arch: Arch,
+    reporter: &Reporter,
+) -> Result<PathBuf, AgentBinaryError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -83,7 +91,9 @@ fn build_from_source(root: &Path, arch: Arch, reporter: &Reporter) -> Result<Pat
         "--target",
         arch.musl_triple(),
     ];
-    reporter.step(format!("building the guest agent for {arch} (cargo, static musl)"));
+    reporter.step(format!(
+        "building the guest agent for {arch} (cargo, static musl)"
+    ));
     let out = Command::new(&cargo)
         .args(args)
         .current_dir(root)

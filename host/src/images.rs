@@ -24,7 +24,11 @@ pub enum ImageError {
 
 /// `$VCONTAINER_CACHE_DIR`, else `$XDG_CACHE_HOME/vcontainer`, else `~/.cache/vcontainer`.
 pub fn cache_dir() -> Result<PathBuf, ImageError> {
-    let nonempty = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+    let nonempty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
     nonempty("VCONTAINER_CACHE_DIR")
         .or_else(|| nonempty("XDG_CACHE_HOME").map(|p| p.join("vcontainer")))
         .or_else(|| nonempty("HOME").map(|p| p.join(".cache/vcontainer")))

@@ -108,7 +108,9 @@ impl Instance {
                 let dir = tempfile::Builder::new()
                     .prefix(&format!("{}-", config.tool.name()))
                     .tempdir()
-                    .map_err(|e| StateError::io("create temporary directory", std::env::temp_dir(), e))?;
+                    .map_err(|e| {
+                        StateError::io("create temporary directory", std::env::temp_dir(), e)
+                    })?;
                 let sd = StateDir::resolve_in_home(
                     config.tool,
                     &StateLocation::Explicit(dir.path().to_path_buf()),
@@ -147,10 +149,11 @@ impl Instance {
             ) = if use_kernel_vsock {
                 let cid = vm::pick_guest_cid();
                 let port = CONTROL_PORT + 1 + (cid % 30000);
-                let l = KernelControlListener::bind(port).map_err(|source| InstanceError::Listen {
-                    path: format!("vsock port {port}"),
-                    source,
-                })?;
+                let l =
+                    KernelControlListener::bind(port).map_err(|source| InstanceError::Listen {
+                        path: format!("vsock port {port}"),
+                        source,
+                    })?;
                 (
                     Box::new(l),
                     Arc::new(KernelVsock::new(cid)),
@@ -159,10 +162,11 @@ impl Instance {
                 )
             } else {
                 let uds = state.vsock_socket();
-                let l = HybridControlListener::bind(&uds).map_err(|source| InstanceError::Listen {
-                    path: state.vsock_listener(CONTROL_PORT).display().to_string(),
-                    source,
-                })?;
+                let l =
+                    HybridControlListener::bind(&uds).map_err(|source| InstanceError::Listen {
+                        path: state.vsock_listener(CONTROL_PORT).display().to_string(),
+                        source,
+                    })?;
                 (
                     Box::new(l),
                     Arc::new(HybridVsock::new(&uds)),
@@ -370,16 +374,16 @@ async fn configure(
     let msg = tokio::time::timeout(ENGINE_DEADLINE, reader.recv())
         .await
         .map_err(|_| {
-            agent_err(SessionError::Protocol(vcontainer_protocol::ProtocolError::Io(
-                std::io::Error::new(
+            agent_err(SessionError::Protocol(
+                vcontainer_protocol::ProtocolError::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
                         "{} did not become ready within {} s",
                         config.tool.engine(),
                         ENGINE_DEADLINE.as_secs()
                     ),
-                ),
-            )))
+                )),
+            ))
         })?
         .map_err(agent_err)?;
     match msg {

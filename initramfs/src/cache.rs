@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{BuildError, Result};
 
 /// Bump when the builder's output changes for the same inputs, so old caches are not reused.
-pub const BUILDER_VERSION: &str = "1";
+pub const BUILDER_VERSION: &str = "2";
 
 /// A sha256 over named inputs, as lowercase hex. Each `(name, value)` is written as
 /// `name=value\n` with the value's length first, so no two input lists collide.

@@ -265,6 +265,16 @@ pub fn apply(root: &Path) -> Result<()> {
         std::fs::create_dir_all(&p).map_err(BuildError::io("creating rootfs directory", &p))?;
         set_mode(&p, *mode)?;
     }
+    // base-files' postinst turns /var/run and /var/lock into links to the /run tmpfs; without
+    // them, daemons and their CLIs disagree about socket paths (/run/docker.sock vs
+    // /var/run/docker.sock).
+    for (link, target) in [("var/run", "/run"), ("var/lock", "/run/lock")] {
+        let p = root.join(link);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&p).map_err(BuildError::io("replacing directory", &p))?;
+        }
+        symlink(root, link, target)?;
+    }
     Ok(())
 }
 

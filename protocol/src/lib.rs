@@ -19,6 +19,7 @@
 //! This crate does no I/O policy of its own: it reads and writes frames on whatever `Read`/`Write`
 //! (or, with the `tokio` feature, `AsyncRead`/`AsyncWrite`) it is given.
 
+mod bytes;
 mod digest;
 mod error;
 mod frame;

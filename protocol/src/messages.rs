@@ -91,9 +91,9 @@ pub struct ExecRequest {
 pub enum HostMsg {
     Boot(BootConfig),
     Request(Request),
-    Stdin(Vec<u8>),
+    Stdin(#[serde(with = "crate::bytes")] Vec<u8>),
     StdinEnd,
-    Data(Vec<u8>),
+    Data(#[serde(with = "crate::bytes")] Vec<u8>),
     End(StreamEnd),
     /// Deliver this signal number to the running process.
     Signal(i32),
@@ -107,9 +107,9 @@ pub enum AgentMsg {
     Hello(Hello),
     /// The engine is up (control connection); timings in milliseconds since the kernel started.
     Ready(ReadyInfo),
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
-    Data(Vec<u8>),
+    Stdout(#[serde(with = "crate::bytes")] Vec<u8>),
+    Stderr(#[serde(with = "crate::bytes")] Vec<u8>),
+    Data(#[serde(with = "crate::bytes")] Vec<u8>),
     End(StreamEnd),
     Exited(ExitStatus),
     Status(StatusInfo),

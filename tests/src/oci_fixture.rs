@@ -57,7 +57,10 @@ pub fn write_busybox_layout(
     ref_name: &str,
 ) -> io::Result<()> {
     fs::create_dir_all(root.join("blobs/sha256"))?;
-    fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    fs::write(
+        root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let layer = busybox_layer(&fs::read(busybox)?)?;
     let layer_digest = write_blob(root, &layer)?;
     let config = serde_json::json!({

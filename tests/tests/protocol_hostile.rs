@@ -52,8 +52,14 @@ async fn a_version_mismatch_names_both_versions() {
     })
     .await;
     let err = status(&t).await.expect_err("mismatch").to_string();
-    assert!(err.contains(&format!("host speaks version {PROTOCOL_VERSION}")), "{err}");
-    assert!(err.contains(&format!("version {}", PROTOCOL_VERSION + 41)), "{err}");
+    assert!(
+        err.contains(&format!("host speaks version {PROTOCOL_VERSION}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("version {}", PROTOCOL_VERSION + 41)),
+        "{err}"
+    );
     assert!(err.contains("9.9.9-fake"), "{err}");
 }
 
@@ -85,7 +91,10 @@ async fn a_malformed_frame_is_a_protocol_error() {
     assert!(err.contains("malformed"), "{err}");
 }
 
-async fn export_against(script_bytes: Vec<AgentMsg>, close_early: bool) -> (String, PathBuf, tempfile::TempDir) {
+async fn export_against(
+    script_bytes: Vec<AgentMsg>,
+    close_early: bool,
+) -> (String, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = fake_agent(dir.path(), move |mut s| async move {
         send(&mut s, &hello(PROTOCOL_VERSION)).await;
@@ -122,7 +131,10 @@ async fn an_end_frame_with_the_wrong_digest_leaves_no_file() {
     let mut d = StreamDigest::new();
     d.update(b"other bytes");
     let (err, out, _dir) = export_against(
-        vec![AgentMsg::Data(b"some bytes".to_vec()), AgentMsg::End(d.finish())],
+        vec![
+            AgentMsg::Data(b"some bytes".to_vec()),
+            AgentMsg::End(d.finish()),
+        ],
         false,
     )
     .await;
@@ -132,8 +144,7 @@ async fn an_end_frame_with_the_wrong_digest_leaves_no_file() {
 
 #[tokio::test]
 async fn a_truncated_stream_leaves_no_file() {
-    let (err, out, _dir) =
-        export_against(vec![AgentMsg::Data(vec![1u8; 1000])], true).await;
+    let (err, out, _dir) = export_against(vec![AgentMsg::Data(vec![1u8; 1000])], true).await;
     assert!(err.contains("closed"), "{err}");
     assert_empty(&out);
 }
@@ -141,7 +152,10 @@ async fn a_truncated_stream_leaves_no_file() {
 #[tokio::test]
 async fn an_unexpected_message_mid_stream_is_rejected() {
     let (err, out, _dir) = export_against(
-        vec![AgentMsg::Data(vec![1u8; 10]), AgentMsg::Stdout(b"x".to_vec())],
+        vec![
+            AgentMsg::Data(vec![1u8; 10]),
+            AgentMsg::Stdout(b"x".to_vec()),
+        ],
         false,
     )
     .await;

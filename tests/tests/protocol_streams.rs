@@ -63,7 +63,10 @@ async fn put_then_get_round_trips_a_tree() {
         })
         .collect();
     names.sort();
-    assert!(names.contains(&"put/sub/deeper/b.bin".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"put/sub/deeper/b.bin".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"put/a.txt".to_string()), "{names:?}");
 }
 
@@ -122,7 +125,13 @@ async fn storage_export_writes_the_storage_tree_atomically() {
     let names: Vec<String> = tar::Archive::new(fs::File::open(&dest).expect("open"))
         .entries()
         .expect("entries")
-        .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert!(
         names.iter().any(|n| n.ends_with("overlay/layer")),

@@ -10,9 +10,7 @@ pub fn resolve_arch(
     argv0_arch: Option<&str>,
     env: Option<&str>,
 ) -> Result<Arch, UnknownArch> {
-    let chosen = flag
-        .or(argv0_arch)
-        .or(env.filter(|s| !s.is_empty()));
+    let chosen = flag.or(argv0_arch).or(env.filter(|s| !s.is_empty()));
     match chosen {
         Some(name) => name.parse(),
         None => Arch::host().ok_or_else(|| UnknownArch(std::env::consts::ARCH.to_string())),
@@ -33,7 +31,10 @@ mod tests {
             resolve_arch(None, Some("aarch64"), Some("x86_64")).ok(),
             Some(Arch::Aarch64)
         );
-        assert_eq!(resolve_arch(None, None, Some("arm64")).ok(), Some(Arch::Aarch64));
+        assert_eq!(
+            resolve_arch(None, None, Some("arm64")).ok(),
+            Some(Arch::Aarch64)
+        );
         assert_eq!(resolve_arch(None, None, None).ok(), Arch::host());
         assert!(resolve_arch(Some("mips"), None, None).is_err());
     }

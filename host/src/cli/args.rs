@@ -1,6 +1,6 @@
-//! Command-line grammar of vdkr/vpdmn. Global options are recognised before the command only;
-//! everything after the command word reaches the engine unchanged (upstream stole `-it`, `-v`,
-//! `--help` … from anywhere in argv).
+//! Command-line grammar of vdkr/vpdmn. Global options are recognised before the command, and
+//! after our own commands (`vimport … --storage F`); after an engine command word everything
+//! reaches the engine unchanged (upstream stole `-it`, `-v`, `--help` … from anywhere in argv).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -16,31 +16,31 @@ use clap::{Parser, Subcommand};
 pub struct EngineArgs {
     /// Target architecture: aarch64 or x86_64 (default: from the program name, $VDKR_ARCH /
     /// $VPDMN_ARCH, then the host).
-    #[arg(short = 'a', long, value_name = "ARCH")]
+    #[arg(short = 'a', long, value_name = "ARCH", global = true)]
     pub arch: Option<String>,
     /// Use exactly this state directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Named instance: state in ~/.vdkr/NAME (resp. ~/.vpdmn/NAME).
-    #[arg(short = 'I', long, value_name = "NAME")]
+    #[arg(short = 'I', long, value_name = "NAME", global = true)]
     pub instance: Option<String>,
     /// No persistent state: a throw-away state disk, deleted afterwards.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub stateless: bool,
     /// After the command, write the engine's storage as a tar to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub storage: Option<PathBuf>,
     /// Seed the engine's storage from a tar written by --storage (implies --stateless).
-    #[arg(long, value_name = "TAR")]
+    #[arg(long, value_name = "TAR", global = true)]
     pub input_storage: Option<PathBuf>,
     /// Never use KVM, even where it works.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_kvm: bool,
     /// Show what happens (boot, transfers, timings).
-    #[arg(short = 'v', long)]
+    #[arg(short = 'v', long, global = true)]
     pub verbose: bool,
     /// Print nothing but the engine's output and errors.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: EngineCommand,
@@ -63,10 +63,41 @@ pub enum EngineCommand {
 /// Engine commands passed through as they are. Others are refused with a clear message rather
 /// than sent to the engine to fail there.
 pub const PASSTHROUGH: &[&str] = &[
-    "images", "image", "info", "version", "run", "ps", "inspect", "rmi", "tag", "history",
-    "system", "rm", "logs", "start", "stop", "restart", "kill", "pause", "unpause", "commit",
-    "pull", "push", "container", "volume", "network", "events", "top", "diff", "wait", "port",
-    "stats", "create", "login", "logout", "search",
+    "images",
+    "image",
+    "info",
+    "version",
+    "run",
+    "ps",
+    "inspect",
+    "rmi",
+    "tag",
+    "history",
+    "system",
+    "rm",
+    "logs",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "pause",
+    "unpause",
+    "commit",
+    "pull",
+    "push",
+    "container",
+    "volume",
+    "network",
+    "events",
+    "top",
+    "diff",
+    "wait",
+    "port",
+    "stats",
+    "create",
+    "login",
+    "logout",
+    "search",
 ];
 
 #[cfg(test)]
@@ -80,7 +111,9 @@ mod tests {
 
     #[test]
     fn options_after_the_command_reach_the_engine() {
-        let a = parse(&["-a", "aarch64", "run", "--rm", "-v", "x:y", "img", "sh", "-c", "a b"]);
+        let a = parse(&[
+            "-a", "aarch64", "run", "--rm", "-v", "x:y", "img", "sh", "-c", "a b",
+        ]);
         assert_eq!(a.arch.as_deref(), Some("aarch64"));
         assert!(!a.verbose);
         match a.command {
@@ -90,6 +123,25 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn globals_after_our_own_commands_are_ours() {
+        let a = parse(&[
+            "-a",
+            "aarch64",
+            "vimport",
+            "./oci",
+            "hello:1.0",
+            "--storage",
+            "x.tar",
+        ]);
+        assert_eq!(a.storage, Some(PathBuf::from("x.tar")));
+        assert!(
+            matches!(a.command, EngineCommand::Vimport { ref name, .. } if name == "hello:1.0")
+        );
+        let b = parse(&["images", "--storage", "x.tar"]);
+        assert_eq!(b.storage, None, "engine commands keep their arguments");
     }
 
     #[test]

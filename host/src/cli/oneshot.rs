@@ -8,13 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use vcontainer_protocol::ExecRequest;
 
-use super::args::{EngineArgs, EngineCommand, PASSTHROUGH};
 use super::arch_select::resolve_arch;
-use crate::state::Tool;
+use super::args::{EngineArgs, EngineCommand, PASSTHROUGH};
 use crate::images::ensure_image;
 use crate::instance::{Instance, InstanceConfig, StateChoice};
 use crate::ops::{self, ExecIo};
 use crate::progress::Reporter;
+use crate::state::Tool;
 
 /// Entry point of the `vdkr` and `vpdmn` binaries.
 pub fn main_for(default_tool: Tool) -> ExitCode {
@@ -111,7 +111,12 @@ fn check_output(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn run(tool: Tool, name_arch: Option<&str>, args: EngineArgs, reporter: &Reporter) -> Result<i32> {
+async fn run(
+    tool: Tool,
+    name_arch: Option<&str>,
+    args: EngineArgs,
+    reporter: &Reporter,
+) -> Result<i32> {
     let env_arch = std::env::var(format!("{}_ARCH", tool.env_prefix())).ok();
     let arch = resolve_arch(args.arch.as_deref(), name_arch, env_arch.as_deref())?;
     let plan = plan(tool, args.command)?;

@@ -10,7 +10,11 @@ use crate::images::ensure_image;
 use crate::progress::Reporter;
 
 #[derive(Debug, Parser)]
-#[command(name = "vcontainer", version, about = "vcontainer: container engines of other architectures in QEMU VMs")]
+#[command(
+    name = "vcontainer",
+    version,
+    about = "vcontainer: container engines of other architectures in QEMU VMs"
+)]
 struct ProjectArgs {
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
@@ -72,7 +76,8 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             command: ImageCommand::Build { arch, json },
         } => {
             let arches: Vec<Arch> = if arch.is_empty() {
-                vec![Arch::host().ok_or_else(|| anyhow::anyhow!("unsupported host arch; pass --arch"))?]
+                vec![Arch::host()
+                    .ok_or_else(|| anyhow::anyhow!("unsupported host arch; pass --arch"))?]
             } else {
                 arch.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
             };

@@ -79,7 +79,10 @@ pub async fn exec(
     result
 }
 
-pub(super) async fn write_chunk(w: &mut (dyn AsyncWrite + Unpin + Send), chunk: &[u8]) -> Result<(), OpError> {
+pub(super) async fn write_chunk(
+    w: &mut (dyn AsyncWrite + Unpin + Send),
+    chunk: &[u8],
+) -> Result<(), OpError> {
     let res = async {
         w.write_all(chunk).await?;
         w.flush().await

@@ -41,9 +41,7 @@ pub async fn import_oci(
             AgentMsg::Stdout(c) => super::exec::write_chunk(io.stdout, &c).await?,
             AgentMsg::Stderr(c) => super::exec::write_chunk(io.stderr, &c).await?,
             AgentMsg::Exited(status) => return Ok(status),
-            other => {
-                return Err(SessionError::unexpected("import output or Exited", &other).into())
-            }
+            other => return Err(SessionError::unexpected("import output or Exited", &other).into()),
         }
     }
 }

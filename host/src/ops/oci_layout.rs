@@ -123,7 +123,11 @@ fn blob_path(root: &Path, referrer: &Path, d: &Descriptor) -> Result<PathBuf, Oc
     let digest = d.digest().to_string();
     let hex = digest
         .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
         .ok_or_else(|| OciLayoutError::BadDigest(digest.clone()))?;
     let path = root.join("blobs").join("sha256").join(hex);
     if !path.is_file() {

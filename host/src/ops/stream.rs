@@ -20,10 +20,7 @@ pub enum ReceiveError {
     #[error("writing {path} failed: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("stream for {path} failed: {source}")]
-    Stream {
-        path: PathBuf,
-        source: SessionError,
-    },
+    Stream { path: PathBuf, source: SessionError },
 }
 
 /// Receives `Data` frames until `End`, verifies the digest, and only then renames the temporary

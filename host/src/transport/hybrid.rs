@@ -67,7 +67,9 @@ async fn handshake(s: &mut UnixStream, port: u32) -> io::Result<()> {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 io::Error::new(
                     io::ErrorKind::ConnectionRefused,
-                    format!("nothing listens on guest vsock port {port} (the agent is not running)"),
+                    format!(
+                        "nothing listens on guest vsock port {port} (the agent is not running)"
+                    ),
                 )
             } else {
                 e
@@ -90,7 +92,11 @@ async fn handshake(s: &mut UnixStream, port: u32) -> io::Result<()> {
 fn parse_reply(line: &[u8]) -> io::Result<()> {
     let text = String::from_utf8_lossy(line);
     let mut words = text.split_ascii_whitespace();
-    match (words.next(), words.next().map(str::parse::<u32>), words.next()) {
+    match (
+        words.next(),
+        words.next().map(str::parse::<u32>),
+        words.next(),
+    ) {
         (Some("OK"), Some(Ok(_)), None) => Ok(()),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -1,0 +1,88 @@
+//! What every operation shares: paths, the engine, the reaper, and the way out.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::mount::{umount2, MntFlags};
+use tokio::sync::{watch, Mutex};
+use vcontainer_protocol::AgentMsg;
+
+use crate::conn::hello;
+use crate::engine::Engine;
+use crate::layout::Layout;
+use crate::log;
+use crate::reaper::Reaper;
+
+pub struct Agent {
+    pub layout: Layout,
+    pub engine: Arc<dyn Engine>,
+    pub reaper: Arc<Reaper>,
+    /// Set once shutdown has been prepared (engine stopped, storage unmounted).
+    prepared: Mutex<bool>,
+    exit_tx: watch::Sender<bool>,
+}
+
+impl Agent {
+    pub fn new(layout: Layout, engine: Arc<dyn Engine>, reaper: Arc<Reaper>) -> Arc<Self> {
+        let (exit_tx, _) = watch::channel(false);
+        Arc::new(Self {
+            layout,
+            engine,
+            reaper,
+            prepared: Mutex::new(false),
+            exit_tx,
+        })
+    }
+
+    pub fn hello(&self) -> AgentMsg {
+        hello(self.engine.kind())
+    }
+
+    /// Stops the engine cleanly, syncs and (in the guest) unmounts the state disk, so power-off
+    /// loses nothing. Idempotent; concurrent callers wait for the first.
+    pub async fn prepare_shutdown(&self) -> Result<(), String> {
+        let mut prepared = self.prepared.lock().await;
+        if *prepared {
+            return Ok(());
+        }
+        let stopped = self.engine.stop().await.map_err(|e| e.to_string());
+        nix::unistd::sync();
+        if self.layout.guest {
+            let storage = self.layout.storage_dir();
+            if storage.starts_with("/var/lib") {
+                unmount(&storage);
+            }
+            unmount(&self.layout.state_dir);
+            nix::unistd::sync();
+        }
+        *prepared = true;
+        stopped
+    }
+
+    /// Ends the agent: powers the guest off, or makes [`Agent::wait_exit`] return in host mode.
+    pub fn finish_shutdown(&self) {
+        if self.layout.guest {
+            crate::pid1::power_off();
+        }
+        let _ = self.exit_tx.send(true);
+    }
+
+    /// Resolves once [`Agent::finish_shutdown`] ran (host mode).
+    pub async fn wait_exit(&self) {
+        let mut rx = self.exit_tx.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+/// Unmounts, falling back to a lazy unmount when something still holds the mount: the data is
+/// synced either way, and power-off must not wait for a stuck process.
+fn unmount(path: &Path) {
+    match umount2(path, MntFlags::empty()) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {} // not mounted
+        Err(e) => {
+            log!("umount {}: {e}; detaching lazily", path.display());
+            let _ = umount2(path, MntFlags::MNT_DETACH);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The control connection: the agent dials the host once it has booted (the host never polls a
+//! booting guest), says Hello, takes its BootConfig, seeds storage, starts the engine and reports
+//! Ready. The connection then stays open but nothing depends on it: in memory-resident mode the
+//! host process that booted the VM goes away.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixStream;
+use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
+use vcontainer_protocol::{
+    AgentMsg, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo, CONTROL_PORT,
+};
+
+use crate::agent::Agent;
+use crate::conn;
+use crate::console::uptime_ms;
+use crate::ops::seed::seed_storage;
+use crate::{debug, log};
+
+/// The host's listener may need a few milliseconds after the backend is up.
+const DIAL_STEP: Duration = Duration::from_millis(50);
+const DIAL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Guest uptimes recorded while booting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BootTimings {
+    pub init_ms: u64,
+    pub rootfs_ms: u64,
+}
+
+async fn dial_with_retry<T, F, Fut>(what: &str, mut dial: F) -> io::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match dial().await {
+            Ok(s) => {
+                debug!("{what}: connected after {} ms", start.elapsed().as_millis());
+                return Ok(s);
+            }
+            Err(e) if start.elapsed() >= DIAL_DEADLINE => return Err(e),
+            Err(_) => tokio::time::sleep(DIAL_STEP).await,
+        }
+    }
+}
+
+pub async fn dial_vsock() -> io::Result<VsockStream> {
+    dial_with_retry("control vsock", || {
+        VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, CONTROL_PORT))
+    })
+    .await
+}
+
+pub async fn dial_unix(path: &Path) -> io::Result<UnixStream> {
+    dial_with_retry("control socket", || UnixStream::connect(path)).await
+}
+
+/// Runs the boot conversation. A failed seed or engine start is reported to the host as
+/// `AgentMsg::Error` and returned; the agent keeps serving operations either way.
+pub async fn run_control<S>(
+    stream: S,
+    agent: Arc<Agent>,
+    timings: BootTimings,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = conn::split(stream);
+    wr.send(&agent.hello()).await.map_err(|e| e.to_string())?;
+    let boot = match rd.recv().await {
+        Ok(HostMsg::Boot(b)) => b,
+        Ok(other) => {
+            let e = ProtocolError::Unexpected {
+                expected: "Boot",
+                got: other.name(),
+            };
+            wr.send_error(ErrorKind::Protocol, e.to_string()).await;
+            return Err(e.to_string());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    debug!("boot config: {boot:?}");
+
+    let mut outcome = Ok(());
+    if boot.seed_storage {
+        let t0 = Instant::now();
+        match seed_storage(&agent, &mut rd).await {
+            Ok(()) => log!("storage seeded in {} ms", t0.elapsed().as_millis()),
+            Err(e) => outcome = Err((e.kind(), format!("seeding storage: {e}"))),
+        }
+    }
+    let mut engine_ms = uptime_ms();
+    if outcome.is_ok() && boot.start_engine {
+        match agent.engine.start().await {
+            Ok(()) => engine_ms = uptime_ms(),
+            Err(e) => outcome = Err((ErrorKind::Engine, e.to_string())),
+        }
+    }
+    let result = match outcome {
+        Ok(()) => {
+            let ready = AgentMsg::Ready(ReadyInfo {
+                init_ms: timings.init_ms,
+                rootfs_ms: timings.rootfs_ms,
+                engine_ms,
+            });
+            wr.send(&ready).await.map_err(|e| e.to_string())
+        }
+        Err((kind, message)) => {
+            log!("{message}");
+            wr.send_error(kind, message.clone()).await;
+            Err(message)
+        }
+    };
+    // Keep the connection open (the host may watch it to notice the guest going away) without
+    // depending on it.
+    tokio::spawn(async move {
+        let _wr = wr;
+        while rd.recv().await.is_ok() {}
+    });
+    result
+}

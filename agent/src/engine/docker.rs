@@ -1,0 +1,308 @@
+//! dockerd (which starts and supervises its own containerd), overlay2 storage, no networking
+//! setup beyond loopback: the guest only builds and stores images.
+
+use std::fs::{self, OpenOptions};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::{watch, Mutex};
+use vcontainer_protocol::{EngineKind, ExitStatus};
+
+use super::{ping_docker, BoxFuture, Engine, EngineError};
+use crate::fsops::file_tail;
+use crate::layout::Layout;
+use crate::process;
+use crate::reaper::Reaper;
+use crate::{debug, log};
+
+/// Under TCG upstream measured 24–31 s to a usable dockerd; leave ample room.
+const READY_DEADLINE: Duration = Duration::from_secs(120);
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+const STOP_GRACE: Duration = Duration::from_secs(20);
+const LOG_TAIL_BYTES: u64 = 4096;
+
+struct Daemon {
+    pid: Pid,
+    /// `Some(status)` once the reaper saw dockerd exit.
+    exited: watch::Receiver<Option<ExitStatus>>,
+}
+
+pub struct Docker {
+    /// `dockerd`, found through the base PATH; tests point it elsewhere.
+    program: String,
+    layout: Layout,
+    reaper: Arc<Reaper>,
+    debug: bool,
+    daemon: Mutex<Option<Daemon>>,
+    running: Arc<AtomicBool>,
+}
+
+impl Docker {
+    pub fn new(layout: Layout, reaper: Arc<Reaper>, debug: bool) -> Self {
+        Self {
+            program: "dockerd".into(),
+            layout,
+            reaper,
+            debug,
+            daemon: Mutex::new(None),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs `program` instead of `dockerd` (tests).
+    pub fn with_program(mut self, program: impl Into<String>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    /// In the guest, the CLI's default socket (stage 2 makes /var/run a link to /run if the
+    /// root image lacks it).
+    fn socket(&self) -> PathBuf {
+        if self.layout.guest {
+            PathBuf::from("/var/run/docker.sock")
+        } else {
+            self.layout.run_dir.join("docker.sock")
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.layout.log_dir.join("dockerd.log")
+    }
+
+    /// dockerd's arguments. Everything that would touch networking the guest does not have
+    /// (iptables, bridges, forwarding, userland proxies) is off; that is also work dockerd skips
+    /// at start, which matters under TCG.
+    pub fn args(&self) -> Vec<String> {
+        let run = &self.layout.run_dir;
+        let mut args = vec![
+            format!("--data-root={}", self.layout.storage_dir().display()),
+            format!("--exec-root={}", run.join("docker").display()),
+            format!("--pidfile={}", run.join("docker.pid").display()),
+            format!("--host=unix://{}", self.socket().display()),
+            "--storage-driver=overlay2".into(),
+            "--iptables=false".into(),
+            "--ip6tables=false".into(),
+            "--ip-forward=false".into(),
+            "--ip-masq=false".into(),
+            "--bridge=none".into(),
+            "--userland-proxy=false".into(),
+        ];
+        if self.debug {
+            args.push("--debug".into());
+            args.push("--log-level=debug".into());
+        } else {
+            args.push("--log-level=warn".into());
+        }
+        args
+    }
+
+    async fn start_locked(&self, slot: &mut Option<Daemon>) -> Result<(), EngineError> {
+        if let Some(daemon) = slot.as_ref() {
+            if daemon.exited.borrow().is_none() {
+                return Ok(());
+            }
+            log!(
+                "dockerd had exited ({:?}); restarting",
+                *daemon.exited.borrow()
+            );
+            *slot = None;
+        }
+        let spawn_err = |source| EngineError::Spawn {
+            engine: "docker",
+            source,
+        };
+        for dir in [&self.layout.log_dir, &self.layout.run_dir] {
+            fs::create_dir_all(dir).map_err(spawn_err)?;
+        }
+        let _ = fs::remove_file(self.socket());
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(spawn_err)?;
+        let log_err = log.try_clone().map_err(spawn_err)?;
+        let mut cmd = process::command(&self.program, &self.args(), &[]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        let t0 = Instant::now();
+        let (child, exit_rx) = self.reaper.spawn(&mut cmd).map_err(spawn_err)?;
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        debug!("dockerd spawned as pid {pid}");
+
+        let (exited_tx, mut exited) = watch::channel(None);
+        let running = Arc::clone(&self.running);
+        tokio::spawn(async move {
+            let status = exit_rx.await.ok();
+            running.store(false, Ordering::SeqCst);
+            let _ = exited_tx.send(Some(status.unwrap_or(ExitStatus::Code(-1))));
+        });
+
+        let socket = self.socket();
+        let mut socket_ms = None;
+        loop {
+            if let Some(status) = *exited.borrow() {
+                return Err(EngineError::Exited {
+                    engine: "docker",
+                    status: Some(status),
+                    waited_ms: t0.elapsed().as_millis(),
+                    log_tail: file_tail(&self.log_path(), LOG_TAIL_BYTES),
+                });
+            }
+            if socket_ms.is_none() && socket.exists() {
+                socket_ms = Some(t0.elapsed().as_millis());
+                debug!(
+                    "dockerd socket appeared after {} ms",
+                    t0.elapsed().as_millis()
+                );
+            }
+            if socket_ms.is_some() && ping_docker(&socket).await {
+                break;
+            }
+            if t0.elapsed() > READY_DEADLINE {
+                let _ = killpg(pid, Signal::SIGKILL);
+                return Err(EngineError::Timeout {
+                    engine: "docker",
+                    waited_ms: t0.elapsed().as_millis(),
+                    log_tail: file_tail(&self.log_path(), LOG_TAIL_BYTES),
+                });
+            }
+            tokio::select! {
+                _ = exited.changed() => {}
+                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+            }
+        }
+        log!(
+            "dockerd ready in {} ms (socket after {} ms)",
+            t0.elapsed().as_millis(),
+            socket_ms.unwrap_or(0)
+        );
+        self.running.store(true, Ordering::SeqCst);
+        *slot = Some(Daemon { pid, exited });
+        Ok(())
+    }
+
+    async fn stop_locked(&self, slot: &mut Option<Daemon>) -> Result<(), EngineError> {
+        let Some(mut daemon) = slot.take() else {
+            return Ok(());
+        };
+        if daemon.exited.borrow().is_some() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        // dockerd stops its containers and its containerd on SIGTERM.
+        let _ = kill(daemon.pid, Signal::SIGTERM);
+        let stopped = matches!(
+            tokio::time::timeout(STOP_GRACE, daemon.exited.wait_for(Option::is_some)).await,
+            Ok(Ok(_))
+        );
+        if !stopped {
+            log!(
+                "dockerd did not stop within {} s; killing it",
+                STOP_GRACE.as_secs()
+            );
+            let _ = killpg(daemon.pid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                daemon.exited.wait_for(Option::is_some),
+            )
+            .await;
+        }
+        self.running.store(false, Ordering::SeqCst);
+        log!("dockerd stopped in {} ms", t0.elapsed().as_millis());
+        Ok(())
+    }
+}
+
+impl Engine for Docker {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn cli(&self) -> Option<&'static str> {
+        Some("docker")
+    }
+
+    fn import_destination(&self, reference: &str) -> Option<String> {
+        Some(format!("docker-daemon:{reference}"))
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            let mut slot = self.daemon.lock().await;
+            self.start_locked(&mut slot).await
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            let mut slot = self.daemon.lock().await;
+            self.stop_locked(&mut slot).await
+        })
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn guest_arguments() {
+        let reaper = Reaper::start(false).expect("reaper");
+        let docker = Docker::new(Layout::guest(EngineKind::Docker), reaper, false);
+        let args = docker.args();
+        assert!(args.contains(&"--data-root=/var/lib/docker".to_string()));
+        assert!(args.contains(&"--host=unix:///var/run/docker.sock".to_string()));
+        assert!(args.contains(&"--bridge=none".to_string()));
+        assert!(args.contains(&"--log-level=warn".to_string()));
+        assert_eq!(
+            docker.import_destination("busybox:1"),
+            Some("docker-daemon:busybox:1".into())
+        );
+        assert_eq!(docker.export_root(), (PathBuf::from("/var/lib"), "docker"));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_exits_fails_start_fast_with_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("fake-dockerd");
+        fs::write(
+            &fake,
+            "#!/bin/sh\necho 'fake dockerd: no overlay' >&2\nexit 1\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let reaper = Reaper::start(false).expect("reaper");
+        let layout = Layout::host(dir.path().join("state"), EngineKind::Docker);
+        let docker = Docker::new(layout, reaper, false).with_program(fake.display().to_string());
+        let started = tokio::time::timeout(Duration::from_secs(10), docker.start())
+            .await
+            .expect("fails fast, not at the deadline");
+        match started {
+            Err(EngineError::Exited {
+                status, log_tail, ..
+            }) => {
+                assert_eq!(status, Some(ExitStatus::Code(1)));
+                assert!(log_tail.contains("no overlay"), "{log_tail}");
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert!(!docker.is_running());
+        docker.stop().await.expect("stop is a no-op");
+    }
+}

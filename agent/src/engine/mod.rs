@@ -1,0 +1,106 @@
+//! Container engine adapters behind one trait, so docker and podman guests differ only here.
+
+mod docker;
+mod none;
+mod ping;
+mod podman;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use thiserror::Error;
+use vcontainer_protocol::{EngineKind, ExitStatus};
+
+pub use docker::Docker;
+pub use none::NoEngine;
+pub use ping::{parse_status_code, ping_docker};
+pub use podman::Podman;
+
+use crate::layout::Layout;
+use crate::reaper::Reaper;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("cannot start {engine}: {source}")]
+    Spawn {
+        engine: &'static str,
+        source: io::Error,
+    },
+    #[error("{engine} exited ({status:?}) before it answered, after {waited_ms} ms; log tail:\n{log_tail}")]
+    Exited {
+        engine: &'static str,
+        status: Option<ExitStatus>,
+        waited_ms: u128,
+        log_tail: String,
+    },
+    #[error("{engine} did not answer within {waited_ms} ms; log tail:\n{log_tail}")]
+    Timeout {
+        engine: &'static str,
+        waited_ms: u128,
+        log_tail: String,
+    },
+    #[error("{engine} configuration {path}: {source}")]
+    Config {
+        engine: &'static str,
+        path: String,
+        source: io::Error,
+    },
+}
+
+/// One container engine as the agent sees it.
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+
+    fn layout(&self) -> &Layout;
+
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The engine's command line tool, if it has one.
+    fn cli(&self) -> Option<&'static str>;
+
+    /// The storage directory (what an export contains and a seed replaces).
+    fn storage_dir(&self) -> PathBuf {
+        self.layout().storage_dir()
+    }
+
+    /// `(parent, dirname)`: exports are `tar -C parent dirname`.
+    fn export_root(&self) -> (PathBuf, &'static str) {
+        (
+            self.layout().storage_parent.clone(),
+            self.layout().storage_name,
+        )
+    }
+
+    /// The skopeo destination for an image imported under `reference`; `None` if this engine
+    /// cannot hold images.
+    fn import_destination(&self, reference: &str) -> Option<String>;
+
+    /// Makes sure the engine runs and answers (idempotent, concurrent callers wait for one start).
+    fn start(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// Stops the engine cleanly so its storage on disk is consistent (idempotent).
+    fn stop(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    fn is_running(&self) -> bool;
+}
+
+/// Builds the adapter for `kind`.
+pub fn new_engine(
+    kind: EngineKind,
+    layout: Layout,
+    reaper: Arc<Reaper>,
+    debug: bool,
+) -> Arc<dyn Engine> {
+    match kind {
+        EngineKind::Docker => Arc::new(Docker::new(layout, reaper, debug)),
+        EngineKind::Podman => Arc::new(Podman::new(layout)),
+        EngineKind::None => Arc::new(NoEngine::new(layout)),
+    }
+}

@@ -1,0 +1,46 @@
+//! No engine: host test mode, or a guest image without one. Storage is a plain directory.
+
+use vcontainer_protocol::EngineKind;
+
+use super::{BoxFuture, Engine, EngineError};
+use crate::layout::Layout;
+
+pub struct NoEngine {
+    layout: Layout,
+}
+
+impl NoEngine {
+    pub fn new(layout: Layout) -> Self {
+        Self { layout }
+    }
+}
+
+impl Engine for NoEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::None
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn cli(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn import_destination(&self, _reference: &str) -> Option<String> {
+        None
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn is_running(&self) -> bool {
+        false
+    }
+}

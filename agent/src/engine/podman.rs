@@ -1,0 +1,145 @@
+//! Podman: daemonless. "Starting" it means writing the configuration a systemd-less, network-less
+//! guest needs; every podman/skopeo process then uses the storage directly.
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vcontainer_protocol::EngineKind;
+
+use super::{BoxFuture, Engine, EngineError};
+use crate::layout::Layout;
+
+/// A drop-in (always written) rather than containers.conf itself, so it wins over whatever the
+/// rootfs packages ship. No systemd in the guest: cgroupfs and file events. `netns = "none"`:
+/// containers get their own loopback only, like docker's `--bridge=none`, so no netavark,
+/// bridge module or firewall is needed.
+pub const CONTAINERS_CONF: &str = "\
+[containers]
+netns = \"none\"
+
+[engine]
+cgroup_manager = \"cgroupfs\"
+events_logger = \"file\"
+";
+
+pub fn storage_conf(graphroot: &Path, runroot: &Path) -> String {
+    format!(
+        "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        graphroot.display(),
+        runroot.display()
+    )
+}
+
+pub struct Podman {
+    layout: Layout,
+    prepared: AtomicBool,
+}
+
+impl Podman {
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            prepared: AtomicBool::new(false),
+        }
+    }
+
+    fn prepare(&self) -> Result<(), EngineError> {
+        let conf_dir = self.layout.etc_dir.join("containers");
+        let dropin_dir = conf_dir.join("containers.conf.d");
+        let err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| EngineError::Config {
+                engine: "podman",
+                path,
+                source,
+            }
+        };
+        fs::create_dir_all(&dropin_dir).map_err(err(&dropin_dir))?;
+        let dropin = dropin_dir.join("50-vcontainer.conf");
+        fs::write(&dropin, CONTAINERS_CONF).map_err(err(&dropin))?;
+        let storage = conf_dir.join("storage.conf");
+        if !storage.exists() {
+            let conf = storage_conf(
+                &self.layout.storage_dir(),
+                &self.layout.run_dir.join("containers/storage"),
+            );
+            fs::write(&storage, conf).map_err(err(&storage))?;
+        }
+        let dir = self.layout.storage_dir();
+        fs::create_dir_all(&dir).map_err(err(&dir))?;
+        Ok(())
+    }
+}
+
+impl Engine for Podman {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Podman
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn cli(&self) -> Option<&'static str> {
+        Some("podman")
+    }
+
+    fn import_destination(&self, reference: &str) -> Option<String> {
+        Some(format!("containers-storage:{reference}"))
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move {
+            if !self.prepared.load(Ordering::SeqCst) {
+                self.prepare()?;
+                self.prepared.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        // Nothing runs between commands; the caller syncs.
+        Box::pin(async move {
+            self.prepared.store(false, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+
+    fn is_running(&self) -> bool {
+        self.prepared.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn start_writes_config_once_and_keeps_existing_storage_conf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::host(dir.path().to_path_buf(), EngineKind::Podman);
+        let etc = dir.path().join("etc/containers");
+        fs::create_dir_all(&etc).expect("mkdir");
+        fs::write(etc.join("storage.conf"), "# packaged\n").expect("write");
+        let podman = Podman::new(layout);
+        podman.start().await.expect("start");
+        assert!(podman.is_running());
+        let dropin =
+            fs::read_to_string(etc.join("containers.conf.d/50-vcontainer.conf")).expect("drop-in");
+        assert!(dropin.contains("cgroupfs"));
+        assert_eq!(
+            fs::read_to_string(etc.join("storage.conf")).expect("read"),
+            "# packaged\n"
+        );
+        assert!(dir.path().join("storage").is_dir());
+        assert_eq!(
+            podman.import_destination("a/b:c"),
+            Some("containers-storage:a/b:c".into())
+        );
+        podman.stop().await.expect("stop");
+        assert!(!podman.is_running());
+        assert!(storage_conf(Path::new("/g"), Path::new("/r")).contains("graphroot = \"/g\""));
+    }
+}

@@ -1,0 +1,57 @@
+//! One file out of a Debian package for an architecture, e.g. a static busybox for a test image
+//! of the guest's arch. Uses the same private apt setup and `.deb` cache as the image builder.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::apt::PrivateApt;
+use crate::error::{BuildError, Result};
+use crate::sources::Mirrors;
+use crate::Arch;
+
+/// Copies `path_in_package` (e.g. `bin/busybox`) from the newest `package` in `suite` for `arch`
+/// to `dest` (mode 0755), downloading the package into `cache_dir` unless it is there already.
+pub fn fetch_package_file(
+    arch: Arch,
+    cache_dir: &Path,
+    suite: &str,
+    package: &str,
+    path_in_package: &str,
+    dest: &Path,
+) -> Result<()> {
+    let debarch = arch.debian();
+    let apt = PrivateApt::create(
+        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
+        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
+        suite,
+        debarch,
+        &Mirrors::from_host()?,
+    )?;
+    // The lists may be missing or stale; one update is enough to find the package.
+    let stanza = match apt.show(package) {
+        Ok(s) => s,
+        Err(_) => {
+            apt.update()?;
+            apt.show(package)?
+        }
+    };
+    let deb = apt.download(&stanza)?;
+    let mut found = false;
+    crate::deb::for_each_file(&deb, &mut |path, reader| {
+        if path == path_in_package {
+            let mut out = std::fs::File::create(dest).map_err(BuildError::io("creating", dest))?;
+            std::io::copy(reader, &mut out).map_err(BuildError::io("writing", dest))?;
+            found = true;
+        }
+        Ok(())
+    })?;
+    if !found {
+        return Err(BuildError::Package {
+            what: format!("extracting {path_in_package} from {package}"),
+            detail: "the package has no such file".to_string(),
+        });
+    }
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+        .map_err(BuildError::io("chmod", dest))?;
+    Ok(())
+}

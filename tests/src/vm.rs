@@ -1,0 +1,133 @@
+//! Running the real `vdkr`/`vpdmn` binaries against real VMs, for the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+/// The directory holding the binaries of the current test profile (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The shared guest image cache: `$VCONTAINER_CACHE_DIR`, else the invoking user's default.
+/// Tests give each CLI run its own `HOME` (state), but never their own image cache: images take
+/// minutes to build.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VCONTAINER_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").expect("HOME or VCONTAINER_CACHE_DIR must be set");
+    PathBuf::from(home).join(".cache/vcontainer")
+}
+
+/// A static busybox for `arch` (from Debian's busybox-static), cached beside the images.
+pub fn busybox_for(arch: vcontainer_initramfs::Arch) -> PathBuf {
+    let dir = cache_dir().join("test-fixtures");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let dest = dir.join(format!("busybox-{arch}"));
+    if !dest.is_file() {
+        let tmp = dir.join(format!(".busybox-{arch}.{}", std::process::id()));
+        vcontainer_initramfs::fetch_package_file(
+            arch,
+            &cache_dir(),
+            "bookworm",
+            "busybox-static",
+            "bin/busybox",
+            &tmp,
+        )
+        .expect("fetching busybox-static");
+        std::fs::rename(&tmp, &dest).expect("rename");
+    }
+    dest
+}
+
+/// The output of one CLI run, with its wall time.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub secs: f64,
+}
+
+impl Run {
+    pub fn assert_ok(&self, what: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what} failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `tool` (vdkr or vpdmn) with `args`, `HOME=home`, the shared image cache, stdin closed.
+pub fn run_tool(tool: &str, home: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin_dir().join(tool));
+    cmd.args(args)
+        .env("HOME", home)
+        .env("VCONTAINER_CACHE_DIR", cache_dir())
+        .stdin(Stdio::null());
+    run_command(cmd)
+}
+
+pub fn run_command(mut cmd: Command) -> Run {
+    let started = Instant::now();
+    let out: Output = cmd.output().expect("spawn CLI");
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        secs: started.elapsed().as_secs_f64(),
+    };
+    eprintln!(
+        "  {:?} -> {:?} in {:.1} s",
+        cmd.get_args().collect::<Vec<_>>(),
+        run.code,
+        run.secs
+    );
+    run
+}
+
+/// Names of the entries of a tar file.
+pub fn tar_names(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).expect("open tar");
+    tar::Archive::new(f)
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// The contents of one file inside a tar file.
+pub fn tar_file(path: &Path, name: &str) -> Option<String> {
+    let f = std::fs::File::open(path).expect("open tar");
+    let mut a = tar::Archive::new(f);
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let p = e
+            .path()
+            .expect("path")
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if p == name {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).expect("read");
+            return Some(s);
+        }
+    }
+    None
+}

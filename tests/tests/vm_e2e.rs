@@ -1,0 +1,145 @@
+//! VM end-to-end tests: the real `vdkr`/`vpdmn` binaries boot real QEMU guests (TCG here) with
+//! the Debian kernel, the agent as PID 1 and the real dockerd/podman/skopeo, for both guest
+//! architectures. Nothing here skips: a machine that cannot run them fails them.
+//!
+//! Each test walks the whole job for one (arch, engine):
+//! vimport + --storage → images (persistent state) → run --rm (uname -m = target) →
+//! a fresh stateless instance seeded with the storage tar lists the image again.
+
+use std::path::Path;
+
+use vcontainer_initramfs::Arch;
+use vcontainer_tests::oci_fixture::write_busybox_layout;
+use vcontainer_tests::vm::{busybox_for, run_tool, tar_file, tar_names};
+
+fn full_cycle(arch: Arch, tool: &str) {
+    eprintln!("== {tool} on {arch}");
+    let work = tempfile::tempdir().expect("tempdir");
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let layout = work.path().join("hello-oci");
+    write_busybox_layout(&layout, arch.oci(), &busybox_for(arch), "1.0").expect("fixture");
+    let storage = work.path().join(format!("hello-{tool}.tar"));
+    let a = arch.name();
+
+    // 1. The main job: import for the target arch and write the storage tar.
+    let r = run_tool(
+        tool,
+        &home,
+        &[
+            "-a",
+            a,
+            "vimport",
+            layout.to_str().expect("utf8"),
+            "hello:1.0",
+            "--storage",
+            storage.to_str().expect("utf8"),
+        ],
+    );
+    r.assert_ok("vimport --storage");
+    let names = tar_names(&storage);
+    check_storage(tool, &storage, &names);
+
+    // 2. The persistent state dir keeps the image: a new boot lists it.
+    let r = run_tool(tool, &home, &["-a", a, "images"]);
+    r.assert_ok("images");
+    assert!(
+        r.stdout.contains("hello"),
+        "images must list hello:\n{}",
+        r.stdout
+    );
+
+    // 3. The image runs on the target arch; stdout, stderr and the exit code come back apart.
+    let r = run_tool(
+        tool,
+        &home,
+        &[
+            "-a",
+            a,
+            "run",
+            "--rm",
+            "hello:1.0",
+            "sh",
+            "-c",
+            "uname -m; echo to-stderr >&2; exit 7",
+        ],
+    );
+    assert_eq!(
+        r.code,
+        Some(7),
+        "exit code of the container\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), a, "uname -m in the container: {r:?}");
+    assert!(r.stderr.contains("to-stderr"), "{r:?}");
+    assert!(
+        !r.stdout.contains("to-stderr"),
+        "stderr must not leak into stdout: {r:?}"
+    );
+
+    // 4. A fresh instance seeded with the exported storage lists the image again.
+    let fresh_home = work.path().join("fresh-home");
+    std::fs::create_dir(&fresh_home).expect("home");
+    let r = run_tool(
+        tool,
+        &fresh_home,
+        &[
+            "-a",
+            a,
+            "--input-storage",
+            storage.to_str().expect("utf8"),
+            "images",
+        ],
+    );
+    r.assert_ok("images with --input-storage");
+    assert!(
+        r.stdout.contains("hello"),
+        "seeded storage must list hello:\n{}",
+        r.stdout
+    );
+}
+
+fn check_storage(tool: &str, storage: &Path, names: &[String]) {
+    let trimmed: Vec<&str> = names.iter().map(|n| n.trim_start_matches("./")).collect();
+    match tool {
+        "vdkr" => {
+            assert!(
+                trimmed.iter().all(|n| n.starts_with("docker")),
+                "docker/ tree only: {trimmed:?}"
+            );
+            let repos = tar_file(storage, "docker/image/overlay2/repositories.json")
+                .expect("repositories.json in the storage tar");
+            assert!(repos.contains("hello:1.0"), "{repos}");
+        }
+        _ => {
+            assert!(
+                trimmed.iter().all(|n| n.starts_with("storage")),
+                "storage/ tree only: {trimmed:?}"
+            );
+            let images = tar_file(storage, "storage/overlay-images/images.json")
+                .expect("images.json in the storage tar");
+            assert!(images.contains("hello:1.0"), "{images}");
+        }
+    }
+}
+
+#[test]
+fn x86_64_docker() {
+    full_cycle(Arch::X86_64, "vdkr");
+}
+
+#[test]
+fn x86_64_podman() {
+    full_cycle(Arch::X86_64, "vpdmn");
+}
+
+#[test]
+fn aarch64_docker() {
+    full_cycle(Arch::Aarch64, "vdkr");
+}
+
+#[test]
+fn aarch64_podman() {
+    full_cycle(Arch::Aarch64, "vpdmn");
+}
