@@ -9,6 +9,8 @@ use vcontainer_protocol::EngineKind;
 pub enum CmdlineError {
     #[error("vcontainer.engine={0}: expected docker, podman or none")]
     BadEngine(String),
+    #[error("vcontainer.control_port={0}: expected a port number")]
+    BadPort(String),
 }
 
 /// What the host asked of this boot.
@@ -21,6 +23,9 @@ pub struct BootArgs {
     pub rootfs: PathBuf,
     /// Filesystem type of the root image (squashfs unless the image builder says otherwise).
     pub rootfs_type: String,
+    /// Host vsock port to dial for the control connection. Per instance on kernel vhost-vsock,
+    /// where host ports are global; the fixed default elsewhere.
+    pub control_port: u32,
     pub debug: bool,
 }
 
@@ -31,6 +36,7 @@ impl Default for BootArgs {
             state: None,
             rootfs: PathBuf::from("/dev/vda"),
             rootfs_type: "squashfs".into(),
+            control_port: vcontainer_protocol::CONTROL_PORT,
             debug: false,
         }
     }
@@ -58,6 +64,11 @@ impl BootArgs {
                 "vcontainer.state" if !value.is_empty() => args.state = Some(value.into()),
                 "vcontainer.rootfs" if !value.is_empty() => args.rootfs = value.into(),
                 "vcontainer.rootfstype" if !value.is_empty() => args.rootfs_type = value.into(),
+                "vcontainer.control_port" => {
+                    args.control_port = value
+                        .parse()
+                        .map_err(|_| CmdlineError::BadPort(value.into()))?
+                }
                 "vcontainer.debug" => args.debug = matches!(value, "1" | "true" | "yes"),
                 _ => {}
             }
@@ -74,6 +85,13 @@ mod tests {
     fn defaults_without_keys() {
         let args = BootArgs::parse("console=ttyS0 quiet panic=-1\n").expect("parses");
         assert_eq!(args, BootArgs::default());
+    }
+
+    #[test]
+    fn control_port() {
+        let args = BootArgs::parse("vcontainer.control_port=4242").expect("parses");
+        assert_eq!(args.control_port, 4242);
+        assert!(BootArgs::parse("vcontainer.control_port=x").is_err());
     }
 
     #[test]

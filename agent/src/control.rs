@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
-use vcontainer_protocol::{
-    AgentMsg, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo, CONTROL_PORT,
-};
+use vcontainer_protocol::{AgentMsg, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo};
 
 use crate::agent::Agent;
 use crate::conn;
@@ -51,9 +49,9 @@ where
     }
 }
 
-pub async fn dial_vsock() -> io::Result<VsockStream> {
+pub async fn dial_vsock(port: u32) -> io::Result<VsockStream> {
     dial_with_retry("control vsock", || {
-        VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, CONTROL_PORT))
+        VsockStream::connect(VsockAddr::new(VMADDR_CID_HOST, port))
     })
     .await
 }

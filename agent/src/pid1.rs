@@ -72,7 +72,7 @@ async fn serve(args: BootArgs, timings: BootTimings) -> Result<(), String> {
         on_signal.finish_shutdown();
     });
 
-    match dial_vsock().await {
+    match dial_vsock(args.control_port).await {
         Ok(stream) => {
             if let Err(e) = run_control(stream, Arc::clone(&agent), timings).await {
                 log!("control: {e}");

@@ -3,6 +3,7 @@
 pub mod agent_binary;
 pub mod bench;
 pub mod cli;
+pub mod fixture;
 pub mod images;
 pub mod instance;
 pub mod ops;

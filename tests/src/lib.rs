@@ -1,4 +1,3 @@
 //! Support code for the integration and VM end-to-end tests in `tests/tests/`.
 
-pub mod oci_fixture;
 pub mod vm;

@@ -26,23 +26,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// A static busybox for `arch` (from Debian's busybox-static), cached beside the images.
 pub fn busybox_for(arch: vcontainer_initramfs::Arch) -> PathBuf {
-    let dir = cache_dir().join("test-fixtures");
-    std::fs::create_dir_all(&dir).expect("fixture dir");
-    let dest = dir.join(format!("busybox-{arch}"));
-    if !dest.is_file() {
-        let tmp = dir.join(format!(".busybox-{arch}.{}", std::process::id()));
-        vcontainer_initramfs::fetch_package_file(
-            arch,
-            &cache_dir(),
-            "bookworm",
-            "busybox-static",
-            "bin/busybox",
-            &tmp,
-        )
-        .expect("fetching busybox-static");
-        std::fs::rename(&tmp, &dest).expect("rename");
-    }
-    dest
+    vcontainer::fixture::busybox_for(arch, &cache_dir()).expect("fetching busybox-static")
 }
 
 /// The output of one CLI run, with its wall time.

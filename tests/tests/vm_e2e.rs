@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::oci_fixture::write_busybox_layout;
 use vcontainer_tests::vm::{busybox_for, run_tool, tar_file, tar_names};
 
 fn full_cycle(arch: Arch, tool: &str) {

@@ -40,7 +40,11 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter)) {
+    let result = runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter));
+    if let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
+        reporter.debug(format!("host peak RSS {} KiB", usage.max_rss()));
+    }
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             reporter.error(format!("{e:#}"));

@@ -36,13 +36,23 @@ pub async fn shutdown(transport: &dyn Transport) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Receives `bytes` bytes of plain data frames into `sink_path` (benchmark of the raw transport).
+/// Receives `bytes` bytes of plain data frames into `sink_path` (benchmark of the raw transport,
+/// through the same receive path as a storage export).
 pub async fn raw_source(
     transport: &dyn Transport,
     bytes: u64,
     sink_path: &std::path::Path,
 ) -> Result<u64, OpError> {
+    raw_source_with_progress(transport, bytes, sink_path, &mut |_| {}).await
+}
+
+pub async fn raw_source_with_progress(
+    transport: &dyn Transport,
+    bytes: u64,
+    sink_path: &std::path::Path,
+    progress: super::StreamProgress<'_>,
+) -> Result<u64, OpError> {
     let conn = AgentConn::request(transport, Request::RawSource { bytes }).await?;
     let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(&mut reader, sink_path, &mut |_| {}).await?)
+    Ok(receive_to_file(&mut reader, sink_path, progress).await?)
 }

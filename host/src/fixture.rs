@@ -1,5 +1,6 @@
-//! Builds small OCI image layouts for tests (no registry is reachable, so tests make their own
-//! images): one uncompressed layer holding a static busybox and a few applet links.
+//! Small OCI image layouts for tests and benchmarks (no registry is reachable, so they make their
+//! own images): one uncompressed layer holding a static busybox, a few applet links and optional
+//! extra files (e.g. a large random file to measure transfers).
 
 use std::fs;
 use std::io;
@@ -20,8 +21,8 @@ fn write_blob(root: &Path, bytes: &[u8]) -> io::Result<String> {
     Ok(format!("sha256:{hex}"))
 }
 
-/// The layer: `bin/busybox` and symlinks for [`APPLETS`], deterministic headers.
-fn busybox_layer(busybox: &[u8]) -> io::Result<Vec<u8>> {
+/// The layer: `bin/busybox`, symlinks for [`APPLETS`] and `extra` files, deterministic headers.
+fn busybox_layer(busybox: &[u8], extra: &[(&str, &[u8])]) -> io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_gnu();
     dir.set_entry_type(tar::EntryType::Directory);
@@ -44,6 +45,14 @@ fn busybox_layer(busybox: &[u8]) -> io::Result<Vec<u8>> {
         link.set_mtime(0);
         b.append_link(&mut link, format!("bin/{applet}"), "busybox")?;
     }
+    for (path, bytes) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(bytes.len() as u64);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path, *bytes)?;
+    }
     b.into_inner()
 }
 
@@ -56,12 +65,23 @@ pub fn write_busybox_layout(
     busybox: &Path,
     ref_name: &str,
 ) -> io::Result<()> {
+    write_layout_with_files(root, oci_arch, busybox, ref_name, &[])
+}
+
+/// Like [`write_busybox_layout`], with `extra` files (path inside the image, content) in the layer.
+pub fn write_layout_with_files(
+    root: &Path,
+    oci_arch: &str,
+    busybox: &Path,
+    ref_name: &str,
+    extra: &[(&str, &[u8])],
+) -> io::Result<()> {
     fs::create_dir_all(root.join("blobs/sha256"))?;
     fs::write(
         root.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
-    let layer = busybox_layer(&fs::read(busybox)?)?;
+    let layer = busybox_layer(&fs::read(busybox)?, extra)?;
     let layer_digest = write_blob(root, &layer)?;
     let config = serde_json::json!({
         "architecture": oci_arch,
@@ -106,6 +126,37 @@ pub fn write_busybox_layout(
     Ok(())
 }
 
+/// A static busybox for `arch` (Debian bookworm's busybox-static), cached in `cache_dir`.
+pub fn busybox_for(
+    arch: vcontainer_initramfs::Arch,
+    cache_dir: &Path,
+) -> Result<std::path::PathBuf, vcontainer_initramfs::BuildError> {
+    let dir = cache_dir.join("test-fixtures");
+    fs::create_dir_all(&dir).map_err(|e| vcontainer_initramfs::BuildError::Io {
+        what: "creating the fixture cache".into(),
+        path: dir.clone(),
+        source: e,
+    })?;
+    let dest = dir.join(format!("busybox-{arch}"));
+    if !dest.is_file() {
+        let tmp = dir.join(format!(".busybox-{arch}.{}", std::process::id()));
+        vcontainer_initramfs::fetch_package_file(
+            arch,
+            cache_dir,
+            "bookworm",
+            "busybox-static",
+            "bin/busybox",
+            &tmp,
+        )?;
+        fs::rename(&tmp, &dest).map_err(|e| vcontainer_initramfs::BuildError::Io {
+            what: "storing busybox".into(),
+            path: dest.clone(),
+            source: e,
+        })?;
+    }
+    Ok(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +168,7 @@ mod tests {
         fs::write(&fake_busybox, b"\x7fELF not really").expect("write");
         let root = dir.path().join("layout");
         write_busybox_layout(&root, "arm64", &fake_busybox, "1.0").expect("layout");
-        let v = vcontainer::ops::validate_oci_layout(&root).expect("valid");
+        let v = crate::ops::validate_oci_layout(&root).expect("valid");
         assert_eq!(v.manifests, 1);
         assert_eq!(v.blobs, 3);
 
@@ -133,7 +184,7 @@ mod tests {
         let mut bytes = fs::read(layer).expect("read");
         bytes[0] ^= 1;
         fs::write(layer, bytes).expect("write");
-        let err = vcontainer::ops::validate_oci_layout(&root)
+        let err = crate::ops::validate_oci_layout(&root)
             .expect_err("corrupt")
             .to_string();
         assert!(err.contains("corrupt"), "{err}");
