@@ -177,6 +177,10 @@ impl Instance {
                 )
             };
             let mut kernel_args = vec![format!("vcontainer.engine={}", config.tool.engine())];
+            // Guest-side debugging (engine debug logs on the console); never secrets.
+            if std::env::var_os("VCONTAINER_GUEST_DEBUG").is_some_and(|v| v == "1") {
+                kernel_args.push("vcontainer.debug=1".into());
+            }
             kernel_args.extend(extra);
             let spec = VmSpec {
                 arch: config.arch,

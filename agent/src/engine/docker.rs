@@ -120,10 +120,17 @@ impl Docker {
             fs::create_dir_all(dir).map_err(spawn_err)?;
         }
         let _ = fs::remove_file(self.socket());
+        // With vcontainer.debug=1 dockerd's own (debug) log goes to the console, where the host
+        // keeps it: that is how to see where its start-up time goes.
+        let log_path = if self.debug {
+            PathBuf::from("/dev/console")
+        } else {
+            self.log_path()
+        };
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())
+            .open(log_path)
             .map_err(spawn_err)?;
         let log_err = log.try_clone().map_err(spawn_err)?;
         let mut cmd = process::command(&self.program, &self.args(), &[]);
