@@ -52,6 +52,11 @@ async fn serve(args: BootArgs, timings: BootTimings) -> Result<(), String> {
     let engine = new_engine(args.engine, layout.clone(), Arc::clone(&reaper), args.debug);
     let agent = Agent::new(layout, engine, reaper);
 
+    // Helper daemons (containerd) start now, in parallel with the host handshake.
+    if let Err(e) = agent.engine.prepare().await {
+        log!("engine prepare: {e}");
+    }
+
     // Listen before saying Hello: the host may connect as soon as it has it.
     let listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, OPERATION_PORT))
         .map_err(|e| format!("vsock listen on port {OPERATION_PORT}: {e}"))?;

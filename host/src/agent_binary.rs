@@ -94,13 +94,25 @@ fn build_from_source(
     reporter.step(format!(
         "building the guest agent for {arch} (cargo, static musl)"
     ));
-    let out = Command::new(&cargo)
-        .args(args)
+    let mut cmd = Command::new(&cargo);
+    cmd.args(args)
         .current_dir(root)
         .env("CARGO_TARGET_DIR", &target_dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(AgentBinaryError::Cargo)?;
+        .stdin(Stdio::null());
+    // rustup and cargo find their homes through $HOME, which callers (tests, sandboxes) may
+    // have pointed elsewhere; the account's own home still has the toolchain.
+    if let Some(home) = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+    {
+        for (var, dir) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+            if std::env::var_os(var).is_none() && home.join(dir).is_dir() {
+                cmd.env(var, home.join(dir));
+            }
+        }
+    }
+    let out = cmd.output().map_err(AgentBinaryError::Cargo)?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = log.lines().rev().take(30).collect();

@@ -1,5 +1,12 @@
-//! dockerd (which starts and supervises its own containerd), overlay2 storage, no networking
-//! setup beyond loopback: the guest only builds and stores images.
+//! dockerd with overlay2 storage and no networking setup beyond loopback: the guest only builds
+//! and stores images.
+//!
+//! containerd is started by the agent, not by dockerd, and as early as possible (stage 2, before
+//! the host connection): under TCG each Go daemon spends seconds loading and initialising, and a
+//! dockerd-managed containerd both serialises those seconds and makes dockerd wait on gRPC
+//! reconnect back-off (measured: ~4 s of dockerd idling after containerd was already up).
+//! containerd's root is on the tmpfs: with the overlay2 graph driver it holds only runtime state,
+//! so it need not be in the exported storage.
 
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
@@ -39,6 +46,7 @@ pub struct Docker {
     reaper: Arc<Reaper>,
     debug: bool,
     daemon: Mutex<Option<Daemon>>,
+    containerd: Mutex<Option<Daemon>>,
     running: Arc<AtomicBool>,
 }
 
@@ -50,6 +58,7 @@ impl Docker {
             reaper,
             debug,
             daemon: Mutex::new(None),
+            containerd: Mutex::new(None),
             running: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -74,6 +83,86 @@ impl Docker {
         self.layout.log_dir.join("dockerd.log")
     }
 
+    fn containerd_socket(&self) -> PathBuf {
+        self.layout.run_dir.join("containerd/containerd.sock")
+    }
+
+    fn containerd_log_path(&self) -> PathBuf {
+        self.layout.log_dir.join("containerd.log")
+    }
+
+    pub fn containerd_args(&self) -> Vec<String> {
+        let run = &self.layout.run_dir;
+        vec![
+            format!("--address={}", self.containerd_socket().display()),
+            format!("--root={}", run.join("containerd/root").display()),
+            format!("--state={}", run.join("containerd/state").display()),
+            format!("--log-level={}", if self.debug { "debug" } else { "warn" }),
+        ]
+    }
+
+    /// Where a daemon's output goes: its log file, or with vcontainer.debug=1 the console, where
+    /// the host keeps it (that is how to see where start-up time goes).
+    fn open_log(&self, path: PathBuf) -> std::io::Result<(Stdio, Stdio)> {
+        let path = if self.debug {
+            PathBuf::from("/dev/console")
+        } else {
+            path
+        };
+        let log = OpenOptions::new().create(true).append(true).open(path)?;
+        let err = log.try_clone()?;
+        Ok((Stdio::from(log), Stdio::from(err)))
+    }
+
+    /// Spawns a supervised daemon; its exit status arrives on the returned watch channel.
+    fn spawn_daemon(
+        &self,
+        program: &str,
+        args: &[String],
+        log: PathBuf,
+    ) -> Result<Daemon, EngineError> {
+        let spawn_err = |source| EngineError::Spawn {
+            engine: "docker",
+            source,
+        };
+        for dir in [&self.layout.log_dir, &self.layout.run_dir] {
+            fs::create_dir_all(dir).map_err(spawn_err)?;
+        }
+        let (out, err) = self.open_log(log).map_err(spawn_err)?;
+        let mut cmd = process::command(program, args, &[]);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let (child, exit_rx) = self.reaper.spawn(&mut cmd).map_err(spawn_err)?;
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        debug!("{program} spawned as pid {pid}");
+        let (exited_tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = exit_rx.await.ok();
+            let _ = exited_tx.send(Some(status.unwrap_or(ExitStatus::Code(-1))));
+        });
+        Ok(Daemon { pid, exited })
+    }
+
+    /// Starts containerd unless it runs. Does not wait for it: dockerd, started right after,
+    /// spends longer in its own start-up than containerd needs.
+    async fn ensure_containerd(&self) -> Result<(), EngineError> {
+        if self.program != "dockerd" {
+            // Tests substitute a fake dockerd; there is no containerd to go with it.
+            return Ok(());
+        }
+        let mut slot = self.containerd.lock().await;
+        if slot.as_ref().is_some_and(|d| d.exited.borrow().is_none()) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(self.containerd_socket());
+        *slot = Some(self.spawn_daemon(
+            "containerd",
+            &self.containerd_args(),
+            self.containerd_log_path(),
+        )?);
+        Ok(())
+    }
+
     /// dockerd's arguments. Everything that would touch networking the guest does not have
     /// (iptables, bridges, forwarding, userland proxies) is off; that is also work dockerd skips
     /// at start, which matters under TCG.
@@ -84,6 +173,7 @@ impl Docker {
             format!("--exec-root={}", run.join("docker").display()),
             format!("--pidfile={}", run.join("docker.pid").display()),
             format!("--host=unix://{}", self.socket().display()),
+            format!("--containerd={}", self.containerd_socket().display()),
             "--storage-driver=overlay2".into(),
             "--iptables=false".into(),
             "--ip6tables=false".into(),
@@ -112,43 +202,16 @@ impl Docker {
             );
             *slot = None;
         }
-        let spawn_err = |source| EngineError::Spawn {
-            engine: "docker",
-            source,
-        };
-        for dir in [&self.layout.log_dir, &self.layout.run_dir] {
-            fs::create_dir_all(dir).map_err(spawn_err)?;
-        }
+        self.ensure_containerd().await?;
         let _ = fs::remove_file(self.socket());
-        // With vcontainer.debug=1 dockerd's own (debug) log goes to the console, where the host
-        // keeps it: that is how to see where its start-up time goes.
-        let log_path = if self.debug {
-            PathBuf::from("/dev/console")
-        } else {
-            self.log_path()
-        };
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .map_err(spawn_err)?;
-        let log_err = log.try_clone().map_err(spawn_err)?;
-        let mut cmd = process::command(&self.program, &self.args(), &[]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
         let t0 = Instant::now();
-        let (child, exit_rx) = self.reaper.spawn(&mut cmd).map_err(spawn_err)?;
-        let pid = Pid::from_raw(child.id() as i32);
-        drop(child);
-        debug!("dockerd spawned as pid {pid}");
-
-        let (exited_tx, mut exited) = watch::channel(None);
+        let Daemon { pid, mut exited } =
+            self.spawn_daemon(&self.program, &self.args(), self.log_path())?;
         let running = Arc::clone(&self.running);
+        let mut watch_exit = exited.clone();
         tokio::spawn(async move {
-            let status = exit_rx.await.ok();
+            let _ = watch_exit.wait_for(Option::is_some).await;
             running.store(false, Ordering::SeqCst);
-            let _ = exited_tx.send(Some(status.unwrap_or(ExitStatus::Code(-1))));
         });
 
         let socket = self.socket();
@@ -196,34 +259,41 @@ impl Docker {
     }
 
     async fn stop_locked(&self, slot: &mut Option<Daemon>) -> Result<(), EngineError> {
-        let Some(mut daemon) = slot.take() else {
-            return Ok(());
-        };
-        if daemon.exited.borrow().is_some() {
-            return Ok(());
-        }
         let t0 = Instant::now();
-        // dockerd stops its containers and its containerd on SIGTERM.
-        let _ = kill(daemon.pid, Signal::SIGTERM);
-        let stopped = matches!(
-            tokio::time::timeout(STOP_GRACE, daemon.exited.wait_for(Option::is_some)).await,
-            Ok(Ok(_))
-        );
-        if !stopped {
-            log!(
-                "dockerd did not stop within {} s; killing it",
-                STOP_GRACE.as_secs()
-            );
-            let _ = killpg(daemon.pid, Signal::SIGKILL);
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                daemon.exited.wait_for(Option::is_some),
-            )
-            .await;
+        // dockerd first (it stops its containers through containerd), then containerd.
+        if let Some(daemon) = slot.take() {
+            stop_daemon("dockerd", daemon).await;
         }
         self.running.store(false, Ordering::SeqCst);
-        log!("dockerd stopped in {} ms", t0.elapsed().as_millis());
+        if let Some(daemon) = self.containerd.lock().await.take() {
+            stop_daemon("containerd", daemon).await;
+        }
+        log!("docker engine stopped in {} ms", t0.elapsed().as_millis());
         Ok(())
+    }
+}
+
+/// SIGTERM, then SIGKILL to the process group after [`STOP_GRACE`].
+async fn stop_daemon(name: &str, mut daemon: Daemon) {
+    if daemon.exited.borrow().is_some() {
+        return;
+    }
+    let _ = kill(daemon.pid, Signal::SIGTERM);
+    let stopped = matches!(
+        tokio::time::timeout(STOP_GRACE, daemon.exited.wait_for(Option::is_some)).await,
+        Ok(Ok(_))
+    );
+    if !stopped {
+        log!(
+            "{name} did not stop within {} s; killing it",
+            STOP_GRACE.as_secs()
+        );
+        let _ = killpg(daemon.pid, Signal::SIGKILL);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            daemon.exited.wait_for(Option::is_some),
+        )
+        .await;
     }
 }
 
@@ -242,6 +312,10 @@ impl Engine for Docker {
 
     fn import_destination(&self, reference: &str) -> Option<String> {
         Some(format!("docker-daemon:{reference}"))
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(self.ensure_containerd())
     }
 
     fn start(&self) -> BoxFuture<'_, Result<(), EngineError>> {

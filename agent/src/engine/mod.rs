@@ -82,6 +82,12 @@ pub trait Engine: Send + Sync {
     /// cannot hold images.
     fn import_destination(&self, reference: &str) -> Option<String>;
 
+    /// Starts what can start before the host's boot configuration arrives (helper daemons that
+    /// do not touch the storage a seed may replace). Called once, early in stage 2.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Makes sure the engine runs and answers (idempotent, concurrent callers wait for one start).
     fn start(&self) -> BoxFuture<'_, Result<(), EngineError>>;
 
