@@ -127,32 +127,46 @@ pub fn write_layout_with_files(
 }
 
 /// A static busybox for `arch` (Debian bookworm's busybox-static), cached in `cache_dir`.
+/// Safe to call from parallel tests: one fetch at a time per process (a mutex) and per machine
+/// (an flock), because the private apt state cannot be updated concurrently.
 pub fn busybox_for(
     arch: vcontainer_initramfs::Arch,
     cache_dir: &Path,
 ) -> Result<std::path::PathBuf, vcontainer_initramfs::BuildError> {
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let io_err = |what: &str, path: &Path| {
+        let what = what.to_string();
+        let path = path.to_path_buf();
+        move |source| vcontainer_initramfs::BuildError::Io { what, path, source }
+    };
     let dir = cache_dir.join("test-fixtures");
-    fs::create_dir_all(&dir).map_err(|e| vcontainer_initramfs::BuildError::Io {
-        what: "creating the fixture cache".into(),
-        path: dir.clone(),
-        source: e,
-    })?;
     let dest = dir.join(format!("busybox-{arch}"));
+    let _guard = FETCH.lock().unwrap_or_else(|p| p.into_inner());
+    fs::create_dir_all(&dir).map_err(io_err("creating the fixture cache", &dir))?;
+    let lock_path = dir.join(".lock");
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("opening", &lock_path))?;
+    let _flock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io_err("locking", &lock_path)(io::Error::from(e)))?;
     if !dest.is_file() {
-        let tmp = dir.join(format!(".busybox-{arch}.{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix(".busybox-")
+            .tempfile_in(&dir)
+            .map_err(io_err("creating a temporary file in", &dir))?;
         vcontainer_initramfs::fetch_package_file(
             arch,
             cache_dir,
             "bookworm",
             "busybox-static",
             "bin/busybox",
-            &tmp,
+            tmp.path(),
         )?;
-        fs::rename(&tmp, &dest).map_err(|e| vcontainer_initramfs::BuildError::Io {
-            what: "storing busybox".into(),
-            path: dest.clone(),
-            source: e,
-        })?;
+        tmp.persist(&dest)
+            .map_err(|e| io_err("storing busybox as", &dest)(e.error))?;
     }
     Ok(dest)
 }

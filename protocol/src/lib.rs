@@ -25,6 +25,11 @@ mod error;
 mod frame;
 mod messages;
 
+#[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
+pub mod seeds;
+
 pub use digest::{StreamDigest, StreamEnd};
 pub use error::ProtocolError;
 pub use frame::{decode_payload, encode_frame, read_frame, write_frame, FrameHeader};

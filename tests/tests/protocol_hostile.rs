@@ -162,3 +162,30 @@ async fn an_unexpected_message_mid_stream_is_rejected() {
     assert!(err.contains("unexpected message"), "{err}");
     assert_empty(&out);
 }
+
+#[tokio::test]
+async fn a_stream_larger_than_its_cap_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = fake_agent(dir.path(), |mut s| async move {
+        send(&mut s, &hello(PROTOCOL_VERSION)).await;
+        let _: Result<HostMsg, _> = read_frame_async(&mut s).await;
+        // Asked for 10 bytes, the "agent" keeps sending.
+        for _ in 0..50 {
+            if s.write_all(&encode_frame(&AgentMsg::Data(vec![0u8; 100])).expect("encode"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let err = vcontainer::ops::raw_source(&t, 10, &out.join("raw.bin"))
+        .await
+        .expect_err("over the cap")
+        .to_string();
+    assert!(err.contains("exceeded its limit of 10 bytes"), "{err}");
+    assert_empty(&out);
+}

@@ -78,7 +78,12 @@ fn full_cycle(arch: Arch, tool: &str) {
         "stderr must not leak into stdout: {r:?}"
     );
 
-    // 4. A fresh instance seeded with the exported storage lists the image again.
+    // 4. Engine information commands pass through unchanged.
+    let r = run_tool(tool, &home, &["-a", a, "version"]);
+    r.assert_ok("version");
+    assert!(r.stdout.contains("Version"), "{}", r.stdout);
+
+    // 5. A fresh instance seeded with the exported storage lists the image again.
     let fresh_home = work.path().join("fresh-home");
     std::fs::create_dir(&fresh_home).expect("home");
     let r = run_tool(
@@ -142,4 +147,60 @@ fn aarch64_docker() {
 #[test]
 fn aarch64_podman() {
     full_cycle(Arch::Aarch64, "vpdmn");
+}
+
+/// The storage tar does not fit on the output filesystem: a clear error, a non-zero exit and no
+/// file that looks complete. The small filesystem is a 1 MiB tmpfs in a private mount namespace
+/// (`unshare --mount`, with `--map-root-user` when not root), so nothing on the host is touched.
+#[test]
+fn x86_64_output_filesystem_full() {
+    let arch = Arch::X86_64;
+    let work = tempfile::tempdir().expect("tempdir");
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let layout = work.path().join("hello-oci");
+    write_busybox_layout(&layout, arch.oci(), &busybox_for(arch), "1.0").expect("fixture");
+    let small = work.path().join("small");
+    std::fs::create_dir(&small).expect("mkdir");
+    let out = small.join("storage.tar");
+    let vpdmn = vcontainer_tests::vm::bin_dir().join("vpdmn");
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{small}' || exit 99; '{vpdmn}' -a x86_64 --stateless vimport '{layout}' hello:1.0 --storage '{out}'; rc=$?; ls -A '{small}'; exit $rc",
+        small = small.display(),
+        vpdmn = vpdmn.display(),
+        layout = layout.display(),
+        out = out.display(),
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.arg("--mount");
+    if !nix::unistd::geteuid().is_root() {
+        cmd.arg("--map-root-user");
+    }
+    cmd.args(["--propagation", "private", "sh", "-c", &script])
+        .env("HOME", &home)
+        .env("VCONTAINER_CACHE_DIR", vcontainer_tests::vm::cache_dir())
+        .stdin(std::process::Stdio::null());
+    let r = vcontainer_tests::vm::run_command(cmd);
+    assert_ne!(r.code, Some(99), "could not mount the small tmpfs: {r:?}");
+    assert_ne!(
+        r.code,
+        Some(0),
+        "a full output filesystem must fail the run: {r:?}"
+    );
+    assert!(
+        r.stderr.contains("No space left") || r.stderr.contains("no space"),
+        "the error names the cause: {}",
+        r.stderr
+    );
+    // The tmpfs vanished with the namespace; the shell listed what was left in it.
+    assert!(
+        !r.stdout.contains("storage.tar"),
+        "no output file: {}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("partial"),
+        "no partial file: {}",
+        r.stdout
+    );
 }

@@ -17,5 +17,11 @@ pub async fn export_storage(
 ) -> Result<u64, OpError> {
     let conn = AgentConn::request(transport, Request::ExportStorage).await?;
     let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(&mut reader, dest, progress).await?)
+    Ok(receive_to_file(
+        &mut reader,
+        dest,
+        super::stream::MAX_RECEIVE_BYTES,
+        progress,
+    )
+    .await?)
 }

@@ -46,5 +46,11 @@ pub async fn get_tar(
     )
     .await?;
     let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(&mut reader, dest, progress).await?)
+    Ok(receive_to_file(
+        &mut reader,
+        dest,
+        super::stream::MAX_RECEIVE_BYTES,
+        progress,
+    )
+    .await?)
 }

@@ -14,7 +14,9 @@ pub use files::{get_tar, put_dir};
 pub use import::import_oci;
 pub use oci_layout::{validate_oci_layout, OciLayoutError, ValidatedLayout};
 pub use simple::{raw_source, raw_source_with_progress, shutdown, status};
-pub use stream::{receive_to_file, send_dir_as_tar, send_file, ReceiveError, StreamProgress};
+pub use stream::{
+    receive_to_file, send_dir_as_tar, send_file, ReceiveError, StreamProgress, MAX_RECEIVE_BYTES,
+};
 
 use vcontainer_protocol::ProtocolError;
 

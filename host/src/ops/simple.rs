@@ -54,5 +54,5 @@ pub async fn raw_source_with_progress(
 ) -> Result<u64, OpError> {
     let conn = AgentConn::request(transport, Request::RawSource { bytes }).await?;
     let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(&mut reader, sink_path, progress).await?)
+    Ok(receive_to_file(&mut reader, sink_path, bytes, progress).await?)
 }

@@ -23,11 +23,17 @@ pub enum ReceiveError {
     Stream { path: PathBuf, source: SessionError },
 }
 
+/// The most a guest may send for one output file. The guest is untrusted: without a cap a
+/// runaway or hostile agent could fill the host's disk. Storage cannot exceed the state disk.
+pub const MAX_RECEIVE_BYTES: u64 = crate::state::DEFAULT_STATE_DISK_SIZE + (1 << 30);
+
 /// Receives `Data` frames until `End`, verifies the digest, and only then renames the temporary
 /// file onto `dest`. Any failure removes the temporary file: no partial output ever looks complete.
+/// More than `limit` bytes is an error.
 pub async fn receive_to_file(
     reader: &mut ConnReader,
     dest: &Path,
+    limit: u64,
     progress: StreamProgress<'_>,
 ) -> Result<u64, ReceiveError> {
     let parent = match dest.parent() {
@@ -57,7 +63,9 @@ pub async fn receive_to_file(
     loop {
         match reader.recv().await.map_err(stream_err)? {
             AgentMsg::Data(chunk) => {
-                digest.update(&chunk);
+                digest
+                    .update_capped(&chunk, limit)
+                    .map_err(|e| stream_err(SessionError::Protocol(e)))?;
                 tmp.as_file_mut().write_all(&chunk).map_err(write_err)?;
                 progress(digest.bytes());
             }

@@ -1,0 +1,93 @@
+//! Representative frames, used as the fuzz seed corpus and by the stable fuzz-corpus test.
+
+use crate::{
+    AgentError, AgentMsg, BootConfig, EngineKind, ErrorKind, ExecRequest, ExitStatus, Hello,
+    HostMsg, ReadyInfo, Request, StatusInfo, StreamDigest, PROTOCOL_VERSION,
+};
+
+/// One message of each kind, as both directions send them.
+pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
+    let mut d = StreamDigest::new();
+    d.update(b"layer bytes");
+    let end = d.finish();
+    let host = vec![
+        HostMsg::Boot(BootConfig {
+            seed_storage: true,
+            start_engine: true,
+        }),
+        HostMsg::Request(Request::Exec(ExecRequest {
+            argv: vec!["docker".into(), "run".into(), "--rm".into(), "a b".into()],
+            env: vec![("K".into(), "v".into())],
+            cwd: Some("/".into()),
+            stdin: true,
+            engine: true,
+        })),
+        HostMsg::Request(Request::PutTar {
+            dest: "/tmp/x".into(),
+        }),
+        HostMsg::Request(Request::GetTar {
+            path: "/etc".into(),
+        }),
+        HostMsg::Request(Request::ImportOci {
+            reference: "hello:1.0".into(),
+        }),
+        HostMsg::Request(Request::ExportStorage),
+        HostMsg::Request(Request::Status),
+        HostMsg::Request(Request::Shutdown),
+        HostMsg::Request(Request::RawSource { bytes: 1 << 20 }),
+        HostMsg::Stdin(b"input\n".to_vec()),
+        HostMsg::StdinEnd,
+        HostMsg::Data(vec![0x5a; 300]),
+        HostMsg::End(end),
+        HostMsg::Signal(2),
+        HostMsg::Ack,
+    ];
+    let agent = vec![
+        AgentMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            arch: "aarch64".into(),
+            engine: EngineKind::Docker,
+            capabilities: vec!["exec".into(), "tar".into()],
+        }),
+        AgentMsg::Ready(ReadyInfo {
+            init_ms: 2500,
+            rootfs_ms: 3000,
+            engine_ms: 9000,
+        }),
+        AgentMsg::Stdout(b"REPOSITORY TAG\n".to_vec()),
+        AgentMsg::Stderr(b"warning\n".to_vec()),
+        AgentMsg::Data(vec![1, 2, 3, 4]),
+        AgentMsg::End(end),
+        AgentMsg::Exited(ExitStatus::Code(7)),
+        AgentMsg::Exited(ExitStatus::Signal(9)),
+        AgentMsg::Status(StatusInfo {
+            uptime_ms: 1,
+            engine_running: true,
+            agent_max_rss_kib: 1400,
+            mem_total_kib: 2_000_000,
+            mem_available_kib: 1_000_000,
+        }),
+        AgentMsg::Done,
+        AgentMsg::Error(AgentError {
+            kind: ErrorKind::Engine,
+            message: "skopeo failed".into(),
+        }),
+    ];
+    (host, agent)
+}
+
+/// The seed messages as encoded frames.
+pub fn seed_frames() -> Vec<Vec<u8>> {
+    let (host, agent) = seed_messages();
+    let mut frames: Vec<Vec<u8>> = host
+        .iter()
+        .map(|m| crate::encode_frame(m).expect("seed encodes"))
+        .collect();
+    frames.extend(
+        agent
+            .iter()
+            .map(|m| crate::encode_frame(m).expect("seed encodes")),
+    );
+    frames
+}
