@@ -11,3 +11,18 @@ pub use arch_select::resolve_arch;
 pub use args::{EngineArgs, EngineCommand, PASSTHROUGH};
 pub use oneshot::main_for;
 pub use project::vcontainer_main;
+
+/// The async runtime of one CLI invocation (two workers: the CLI mostly waits on the guest).
+fn runtime(reporter: &crate::progress::Reporter) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            reporter.error(format!("cannot start the async runtime: {e}"));
+            None
+        }
+    }
+}

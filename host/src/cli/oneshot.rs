@@ -29,16 +29,8 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
     };
     let args = EngineArgs::parse_from(argv);
     let reporter = Reporter::new(tool.name(), args.verbose, args.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            reporter.error(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = super::runtime(&reporter) else {
+        return ExitCode::from(1);
     };
     let result = runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter));
     if let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {

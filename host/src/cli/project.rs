@@ -50,16 +50,8 @@ enum ImageCommand {
 pub fn vcontainer_main() -> ExitCode {
     let args = ProjectArgs::parse();
     let reporter = Reporter::new("vcontainer", args.verbose, args.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            reporter.error(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = super::runtime(&reporter) else {
+        return ExitCode::from(1);
     };
     match runtime.block_on(run(args.command, &reporter)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,9 +4,8 @@ use std::path::Path;
 
 use vcontainer_protocol::Request;
 
-use super::stream::{receive_to_file, StreamProgress};
+use super::stream::{request_to_file, StreamProgress, MAX_RECEIVE_BYTES};
 use super::OpError;
-use crate::session::AgentConn;
 use crate::transport::Transport;
 
 /// Writes the engine's storage tar to `dest` (atomically); returns its size.
@@ -15,13 +14,12 @@ pub async fn export_storage(
     dest: &Path,
     progress: StreamProgress<'_>,
 ) -> Result<u64, OpError> {
-    let conn = AgentConn::request(transport, Request::ExportStorage).await?;
-    let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(
-        &mut reader,
+    request_to_file(
+        transport,
+        Request::ExportStorage,
         dest,
-        super::stream::MAX_RECEIVE_BYTES,
+        MAX_RECEIVE_BYTES,
         progress,
     )
-    .await?)
+    .await
 }

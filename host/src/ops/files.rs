@@ -4,7 +4,7 @@ use std::path::Path;
 
 use vcontainer_protocol::Request;
 
-use super::stream::{receive_to_file, send_dir_as_tar, StreamProgress};
+use super::stream::{request_to_file, send_dir_as_tar, StreamProgress, MAX_RECEIVE_BYTES};
 use super::OpError;
 use crate::session::AgentConn;
 use crate::transport::Transport;
@@ -38,19 +38,8 @@ pub async fn get_tar(
     dest: &Path,
     progress: StreamProgress<'_>,
 ) -> Result<u64, OpError> {
-    let conn = AgentConn::request(
-        transport,
-        Request::GetTar {
-            path: path.to_string(),
-        },
-    )
-    .await?;
-    let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(
-        &mut reader,
-        dest,
-        super::stream::MAX_RECEIVE_BYTES,
-        progress,
-    )
-    .await?)
+    let request = Request::GetTar {
+        path: path.to_string(),
+    };
+    request_to_file(transport, request, dest, MAX_RECEIVE_BYTES, progress).await
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use vcontainer_protocol::{AgentMsg, HostMsg, Request, StatusInfo};
 
-use super::stream::receive_to_file;
+use super::stream::request_to_file;
 use super::OpError;
 use crate::session::{AgentConn, SessionError};
 use crate::transport::Transport;
@@ -52,7 +52,12 @@ pub async fn raw_source_with_progress(
     sink_path: &std::path::Path,
     progress: super::StreamProgress<'_>,
 ) -> Result<u64, OpError> {
-    let conn = AgentConn::request(transport, Request::RawSource { bytes }).await?;
-    let (mut reader, _writer, _) = conn.into_split();
-    Ok(receive_to_file(&mut reader, sink_path, bytes, progress).await?)
+    request_to_file(
+        transport,
+        Request::RawSource { bytes },
+        sink_path,
+        bytes,
+        progress,
+    )
+    .await
 }

@@ -82,6 +82,19 @@ pub async fn receive_to_file(
     }
 }
 
+/// Sends `request` and receives the stream it answers with into `dest` (see [`receive_to_file`]).
+pub async fn request_to_file(
+    transport: &dyn crate::transport::Transport,
+    request: vcontainer_protocol::Request,
+    dest: &Path,
+    limit: u64,
+    progress: StreamProgress<'_>,
+) -> Result<u64, super::OpError> {
+    let conn = crate::session::AgentConn::request(transport, request).await?;
+    let (mut reader, _writer, _) = conn.into_split();
+    Ok(receive_to_file(&mut reader, dest, limit, progress).await?)
+}
+
 /// A `Write` that hands each chunk to an async task, capped at the protocol's chunk size.
 struct ChunkSender {
     tx: mpsc::Sender<Vec<u8>>,
