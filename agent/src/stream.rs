@@ -59,13 +59,35 @@ pub async fn receive_stream(
 }
 
 /// Sends one chunk as a `Data` frame, counting it into `digest`.
-pub async fn send_data(
+/// Sends the chunks arriving on `rx` as `Data` frames until the channel closes, and returns the
+/// stream's end frame for the caller to send once it knows the producer succeeded.
+///
+/// Hashing runs on its own thread, between the producer and the connection: under TCG sha256
+/// costs about as much guest CPU as sending the bytes, and with the two overlapping on the
+/// guest's two vCPUs a raw stream went from 7.8 to 16 MB/s.
+pub async fn send_chunks(
     wr: &mut FrameWriter,
-    digest: &mut StreamDigest,
-    chunk: Vec<u8>,
-) -> Result<(), ProtocolError> {
-    digest.update(&chunk);
-    wr.send(&AgentMsg::Data(chunk)).await
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> Result<StreamEnd, ProtocolError> {
+    let (hashed_tx, mut hashed_rx) = mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut digest = StreamDigest::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            digest.update(&chunk);
+            if hashed_tx.blocking_send(chunk).is_err() {
+                break;
+            }
+        }
+        digest
+    });
+    while let Some(chunk) = hashed_rx.recv().await {
+        // On an error the receiver is dropped, which stops the hasher and then the producer.
+        wr.send(&AgentMsg::Data(chunk)).await?;
+    }
+    let digest = hasher
+        .await
+        .map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+    Ok(digest.finish())
 }
 
 /// A blocking `Read` over the chunks of [`receive_stream`] (for the tar crate in a blocking task).

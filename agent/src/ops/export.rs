@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use nix::fcntl::{fcntl, FcntlArg};
 use tokio::io::AsyncReadExt;
-use vcontainer_protocol::{AgentMsg, ErrorKind, ExitStatus, StreamDigest, DATA_CHUNK_LEN};
+use vcontainer_protocol::{AgentMsg, ErrorKind, ExitStatus, DATA_CHUNK_LEN};
 
 use super::streaming::spawn_piped;
 use super::OpError;
@@ -14,7 +14,7 @@ use crate::agent::Agent;
 use crate::conn::FrameWriter;
 use crate::fsops::TailBuffer;
 use crate::process::{self, GroupKiller};
-use crate::stream::send_data;
+use crate::stream::{send_chunks, CHANNEL_DEPTH};
 
 /// GNU tar arguments to archive `parent/name` to stdout.
 pub fn export_args(parent: &str, name: &str) -> Vec<String> {
@@ -66,24 +66,32 @@ pub async fn export_storage(agent: &Agent, wr: &mut FrameWriter) -> Result<(), O
         tail.text()
     });
 
-    let mut digest = StreamDigest::new();
-    loop {
-        // Full chunks: latency does not matter here, frame count does.
-        let mut chunk = vec![0u8; DATA_CHUNK_LEN];
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match stdout.read(&mut chunk[filled..]).await {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => return Err(OpError::io("reading tar output", e)),
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHANNEL_DEPTH);
+    let reader = tokio::spawn(async move {
+        loop {
+            // Full chunks: latency does not matter here, frame count does.
+            let mut chunk = vec![0u8; DATA_CHUNK_LEN];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match stdout.read(&mut chunk[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => return Err(OpError::io("reading tar output", e)),
+                }
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            chunk.truncate(filled);
+            if tx.send(chunk).await.is_err() {
+                return Ok(());
             }
         }
-        if filled == 0 {
-            break;
-        }
-        chunk.truncate(filled);
-        send_data(wr, &mut digest, chunk).await?;
-    }
+    });
+    let end = send_chunks(wr, rx).await?;
+    reader
+        .await
+        .map_err(|e| OpError::new(ErrorKind::Io, e.to_string()))??;
     let status = running
         .exit
         .await
@@ -96,6 +104,6 @@ pub async fn export_storage(agent: &Agent, wr: &mut FrameWriter) -> Result<(), O
             format!("tar exited with {status:?}: {stderr}"),
         ));
     }
-    wr.send(&AgentMsg::End(digest.finish())).await?;
+    wr.send(&AgentMsg::End(end)).await?;
     Ok(())
 }

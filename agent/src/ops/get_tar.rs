@@ -5,16 +5,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
-use vcontainer_protocol::{AgentMsg, ErrorKind, StreamDigest};
+use vcontainer_protocol::{AgentMsg, ErrorKind};
 
 use super::OpError;
 use crate::conn::FrameWriter;
-use crate::stream::{send_data, ChannelWriter, CHANNEL_DEPTH};
+use crate::stream::{send_chunks, ChannelWriter, CHANNEL_DEPTH};
 
 pub async fn get_tar(path: &str, wr: &mut FrameWriter) -> Result<(), OpError> {
     let path = PathBuf::from(path);
     let name = check_path(&path)?;
-    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let builder = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut tar = tar::Builder::new(ChannelWriter::new(tx));
         // Symlinks travel as symlinks; following them could leave the requested tree.
@@ -26,14 +26,10 @@ pub async fn get_tar(path: &str, wr: &mut FrameWriter) -> Result<(), OpError> {
         }
         tar.into_inner()?.flush()
     });
-    let mut digest = StreamDigest::new();
-    while let Some(chunk) = rx.recv().await {
-        // On a send error `rx` is dropped with this function and the builder stops at its next
-        // write.
-        send_data(wr, &mut digest, chunk).await?;
-    }
+    // On a send error `rx` is dropped and the builder stops at its next write.
+    let end = send_chunks(wr, rx).await?;
     match builder.await {
-        Ok(Ok(())) => wr.send(&AgentMsg::End(digest.finish())).await?,
+        Ok(Ok(())) => wr.send(&AgentMsg::End(end)).await?,
         Ok(Err(e)) => return Err(OpError::io("building the tar stream", e)),
         Err(e) => return Err(OpError::new(ErrorKind::Io, e.to_string())),
     }
