@@ -64,7 +64,9 @@ impl Agent {
         if self.layout.guest {
             crate::pid1::power_off();
         }
-        let _ = self.exit_tx.send(true);
+        // send_replace, not send: send drops the value when nobody subscribed yet, and a
+        // wait_exit that subscribes a moment later would then wait forever.
+        self.exit_tx.send_replace(true);
     }
 
     /// Resolves once [`Agent::finish_shutdown`] ran (host mode).
