@@ -51,6 +51,42 @@ pub struct InstanceConfig {
     pub no_kvm: bool,
 }
 
+/// The state directory a choice names (a fresh temporary one for stateless runs, deleted when
+/// the returned guard drops). Creates nothing else.
+pub fn resolve_state(
+    tool: Tool,
+    arch: Arch,
+    choice: &StateChoice,
+) -> Result<(StateDir, Option<tempfile::TempDir>), StateError> {
+    Ok(match choice {
+        StateChoice::Stateless => {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{}-", tool.name()))
+                .tempdir()
+                .map_err(|e| {
+                    StateError::io("create temporary directory", std::env::temp_dir(), e)
+                })?;
+            let sd = StateDir::resolve_in_home(
+                tool,
+                &StateLocation::Explicit(dir.path().to_path_buf()),
+            )?;
+            (sd, Some(dir))
+        }
+        StateChoice::Default => (
+            StateDir::resolve_in_home(tool, &StateLocation::Default(arch))?,
+            None,
+        ),
+        StateChoice::Instance(n) => (
+            StateDir::resolve_in_home(tool, &StateLocation::Instance(n.clone()))?,
+            None,
+        ),
+        StateChoice::Dir(d) => (
+            StateDir::resolve_in_home(tool, &StateLocation::Explicit(d.clone()))?,
+            None,
+        ),
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error(transparent)]
@@ -82,6 +118,8 @@ pub enum InstanceError {
     },
     #[error("the guest is {got}, but {expected} was requested: the guest image is wrong")]
     WrongGuest { expected: String, got: String },
+    #[error("a memory-resident VM (QEMU pid {pid}) uses {dir}; run the command again to use it, or stop it with `memres stop`")]
+    ResidentRunning { dir: PathBuf, pid: u32 },
     #[error("seeding the engine storage from {path} failed: {source}")]
     Seed { path: PathBuf, source: ops::OpError },
 }
@@ -93,6 +131,8 @@ pub struct Instance {
     hello: Hello,
     ready: ReadyInfo,
     boot_time: Duration,
+    state: StateDir,
+    guest_cid: Option<u32>,
     _lock: Option<InstanceLock>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -103,35 +143,17 @@ impl Instance {
         image: &GuestImage,
         reporter: &Reporter,
     ) -> Result<Instance, InstanceError> {
-        let (state, temp) = match &config.state {
-            StateChoice::Stateless => {
-                let dir = tempfile::Builder::new()
-                    .prefix(&format!("{}-", config.tool.name()))
-                    .tempdir()
-                    .map_err(|e| {
-                        StateError::io("create temporary directory", std::env::temp_dir(), e)
-                    })?;
-                let sd = StateDir::resolve_in_home(
-                    config.tool,
-                    &StateLocation::Explicit(dir.path().to_path_buf()),
-                )?;
-                (sd, Some(dir))
-            }
-            StateChoice::Default => (
-                StateDir::resolve_in_home(config.tool, &StateLocation::Default(config.arch))?,
-                None,
-            ),
-            StateChoice::Instance(n) => (
-                StateDir::resolve_in_home(config.tool, &StateLocation::Instance(n.clone()))?,
-                None,
-            ),
-            StateChoice::Dir(d) => (
-                StateDir::resolve_in_home(config.tool, &StateLocation::Explicit(d.clone()))?,
-                None,
-            ),
-        };
+        let (state, temp) = resolve_state(config.tool, config.arch, &config.state)?;
         state.create()?;
         let lock = InstanceLock::acquire(&state, LockWait::Wait(None), |msg| reporter.notice(msg))?;
+        // A memory-resident VM may have started while we waited for the lock; booting a second
+        // VM on its state disk would corrupt it.
+        if let Some(r) = crate::resident::Resident::find(&state)? {
+            return Err(InstanceError::ResidentRunning {
+                dir: state.root().to_path_buf(),
+                pid: r.record.qemu.pid,
+            });
+        }
         let disk = StateDisk::open_or_create(&state.state_disk(), DEFAULT_STATE_DISK_SIZE)?;
 
         let accel = choose_accel(config.arch, config.no_kvm);
@@ -141,6 +163,7 @@ impl Instance {
         let mut last_err = None;
         for attempt in 1..=BOOT_ATTEMPTS {
             let started = Instant::now();
+            let mut guest_cid = None;
             let (mut listener, transport, vsock, extra): (
                 Box<dyn ControlListener>,
                 Arc<dyn Transport>,
@@ -148,6 +171,7 @@ impl Instance {
                 Vec<String>,
             ) = if use_kernel_vsock {
                 let cid = vm::pick_guest_cid();
+                guest_cid = Some(cid);
                 let port = CONTROL_PORT + 1 + (cid % 30000);
                 let l =
                     KernelControlListener::bind(port).map_err(|source| InstanceError::Listen {
@@ -214,6 +238,8 @@ impl Instance {
                         hello,
                         ready,
                         boot_time,
+                        state,
+                        guest_cid,
                         _lock: Some(lock),
                         _temp: temp,
                     });
@@ -265,6 +291,47 @@ impl Instance {
 
     pub fn console_tail(&self, lines: usize) -> String {
         self.vm.console_tail(lines)
+    }
+
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// Leaves the VM running after this process exits (memory-resident mode) and records how
+    /// later commands find it. A stateless instance cannot stay: its state is deleted on exit.
+    pub fn detach(self) -> Result<crate::state::InstanceRecord, InstanceError> {
+        if self._temp.is_some() {
+            return Err(InstanceError::WrongGuest {
+                expected: "a persistent instance".into(),
+                got: "a stateless one, which cannot stay resident".into(),
+            });
+        }
+        let Instance {
+            vm,
+            state,
+            guest_cid,
+            hello,
+            ..
+        } = self;
+        let detached = vm.detach();
+        let qemu = crate::state::ProcessRecord::capture(detached.qemu_pid).ok_or_else(|| {
+            InstanceError::QemuExited {
+                status: "exited while being detached".into(),
+                qemu_log: String::new(),
+                console: String::new(),
+            }
+        })?;
+        let backend = detached
+            .backend_pid
+            .and_then(crate::state::ProcessRecord::capture);
+        let arch: Arch = hello.arch.parse().map_err(|_| InstanceError::WrongGuest {
+            expected: "a known arch".into(),
+            got: hello.arch.clone(),
+        })?;
+        let record =
+            crate::state::InstanceRecord::new(arch, hello.engine.name(), qemu, backend, guest_cid);
+        record.save(&state.instance_file())?;
+        Ok(record)
     }
 
     /// Clean shutdown: the agent stops the engine, syncs and unmounts, then powers off; QEMU must

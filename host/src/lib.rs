@@ -8,6 +8,7 @@ pub mod images;
 pub mod instance;
 pub mod ops;
 pub mod progress;
+pub mod resident;
 pub mod session;
 pub mod state;
 pub mod transport;

@@ -1,5 +1,5 @@
 //! `vcontainer`: project-level commands (guest images, benchmarks). The engine CLIs are `vdkr` and
-//! `vpdmn`; `vcontainer vdkr …` and `vcontainer vpdmn …` reach them too.
+//! `vpdmn`.
 
 use std::process::ExitCode;
 

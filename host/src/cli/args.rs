@@ -54,10 +54,28 @@ pub enum EngineCommand {
         #[arg(default_value = "imported:latest")]
         name: String,
     },
+    /// Memory-resident mode: keep a VM running so later commands skip the boot.
+    #[command(visible_alias = "vmemres")]
+    Memres {
+        #[command(subcommand)]
+        action: MemresAction,
+    },
     /// Any engine command (images, info, version, run, ps, inspect, rmi, tag, …), passed through
     /// with its arguments unchanged.
     #[command(external_subcommand)]
     Engine(Vec<OsString>),
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MemresAction {
+    /// Boot the VM and leave it running; later commands use it.
+    Start,
+    /// Stop it gracefully (engine stopped, state disk synced and unmounted).
+    Stop,
+    /// Stop, then start again.
+    Restart,
+    /// Print `running` (exit 0) or `stopped` (exit 1).
+    Status,
 }
 
 /// Engine commands passed through as they are. Others are refused with a clear message rather

@@ -8,7 +8,7 @@ mod project;
 
 pub use crate::state::Tool;
 pub use arch_select::resolve_arch;
-pub use args::{EngineArgs, EngineCommand, PASSTHROUGH};
+pub use args::{EngineArgs, EngineCommand, MemresAction, PASSTHROUGH};
 pub use oneshot::main_for;
 pub use project::vcontainer_main;
 

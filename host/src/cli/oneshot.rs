@@ -9,12 +9,14 @@ use clap::Parser;
 use vcontainer_protocol::ExecRequest;
 
 use super::arch_select::resolve_arch;
-use super::args::{EngineArgs, EngineCommand, PASSTHROUGH};
+use super::args::{EngineArgs, EngineCommand, MemresAction, PASSTHROUGH};
 use crate::images::ensure_image;
-use crate::instance::{Instance, InstanceConfig, StateChoice};
+use crate::instance::{resolve_state, Instance, InstanceConfig, StateChoice};
 use crate::ops::{self, ExecIo};
 use crate::progress::Reporter;
+use crate::resident::Resident;
 use crate::state::Tool;
+use crate::transport::Transport;
 
 /// Entry point of the `vdkr` and `vpdmn` binaries.
 pub fn main_for(default_tool: Tool) -> ExitCode {
@@ -33,8 +35,10 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
         return ExitCode::from(1);
     };
     let result = runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter));
-    if let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        reporter.debug(format!("host peak RSS {} KiB", usage.max_rss()));
+    // VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so it
+    // reports the parent's size when that was larger (a benchmark harness, for one).
+    if let Some(kib) = peak_rss_kib() {
+        reporter.debug(format!("host peak RSS {kib} KiB"));
     }
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -53,6 +57,7 @@ enum Plan {
 
 fn plan(tool: Tool, command: EngineCommand) -> Result<Plan> {
     match command {
+        EngineCommand::Memres { .. } => bail!("memres is not an engine command"),
         EngineCommand::Vimport { path, name } => {
             let v = ops::validate_oci_layout(&path)
                 .with_context(|| format!("cannot import {}", path.display()))?;
@@ -115,6 +120,10 @@ async fn run(
 ) -> Result<i32> {
     let env_arch = std::env::var(format!("{}_ARCH", tool.env_prefix())).ok();
     let arch = resolve_arch(args.arch.as_deref(), name_arch, env_arch.as_deref())?;
+    if let EngineCommand::Memres { action } = args.command {
+        return memres(tool, arch, &args, action, reporter).await;
+    }
+    let state = state_choice(&args);
     let plan = plan(tool, args.command)?;
     if let Some(out) = &args.storage {
         check_output(out)?;
@@ -124,15 +133,23 @@ async fn run(
             bail!("--input-storage {}: no such file", input.display());
         }
     }
-    let state = if args.stateless || args.input_storage.is_some() {
-        StateChoice::Stateless
-    } else if let Some(dir) = &args.state_dir {
-        StateChoice::Dir(dir.clone())
-    } else if let Some(name) = &args.instance {
-        StateChoice::Instance(name.clone())
-    } else {
-        StateChoice::Default
-    };
+    // A memory-resident VM of this state directory answers directly: no boot.
+    if !matches!(state, StateChoice::Stateless) {
+        let (dir, _) = resolve_state(tool, arch, &state)?;
+        if let Some(resident) = Resident::find(&dir)? {
+            reporter.debug(format!(
+                "using the memory-resident VM (QEMU pid {})",
+                resident.record.qemu.pid
+            ));
+            return run_in_guest(
+                resident.transport(),
+                &plan,
+                args.storage.as_deref(),
+                reporter,
+            )
+            .await;
+        }
+    }
 
     let image = ensure_image(arch, reporter).await?;
     let config = InstanceConfig {
@@ -143,7 +160,13 @@ async fn run(
         no_kvm: args.no_kvm,
     };
     let instance = Instance::boot(&config, &image, reporter).await?;
-    let outcome = run_in_guest(&instance, &plan, args.storage.as_deref(), reporter).await;
+    let outcome = run_in_guest(
+        instance.transport(),
+        &plan,
+        args.storage.as_deref(),
+        reporter,
+    )
+    .await;
     let console = instance.console_tail(40);
     let shutdown = instance.shutdown(reporter).await;
     match (outcome, shutdown) {
@@ -157,12 +180,11 @@ async fn run(
 }
 
 async fn run_in_guest(
-    instance: &Instance,
+    transport: &dyn Transport,
     plan: &Plan,
     storage: Option<&Path>,
     reporter: &Reporter,
 ) -> Result<i32> {
-    let transport = instance.transport();
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let status = match plan {
@@ -238,4 +260,102 @@ async fn run_in_guest(
         ));
     }
     Ok(status.shell_code())
+}
+
+fn state_choice(args: &EngineArgs) -> StateChoice {
+    if args.stateless || args.input_storage.is_some() {
+        StateChoice::Stateless
+    } else if let Some(dir) = &args.state_dir {
+        StateChoice::Dir(dir.clone())
+    } else if let Some(name) = &args.instance {
+        StateChoice::Instance(name.clone())
+    } else {
+        StateChoice::Default
+    }
+}
+
+/// `memres start|stop|restart|status`.
+async fn memres(
+    tool: Tool,
+    arch: vcontainer_initramfs::Arch,
+    args: &EngineArgs,
+    action: MemresAction,
+    reporter: &Reporter,
+) -> Result<i32> {
+    let state = state_choice(args);
+    if matches!(state, StateChoice::Stateless) {
+        bail!("memres needs a persistent state directory: drop --stateless / --input-storage");
+    }
+    if args.storage.is_some() {
+        bail!(
+            "--storage goes with a command (e.g. `{} --storage F images`), not with memres",
+            tool.name()
+        );
+    }
+    let (dir, _) = resolve_state(tool, arch, &state)?;
+    let resident = Resident::find(&dir)?;
+    match action {
+        MemresAction::Status => {
+            println!(
+                "{}",
+                if resident.is_some() {
+                    "running"
+                } else {
+                    "stopped"
+                }
+            );
+            Ok(if resident.is_some() { 0 } else { 1 })
+        }
+        MemresAction::Stop => {
+            match resident {
+                Some(r) => {
+                    r.stop().await.context("stopping the memory-resident VM")?;
+                    reporter.notice("memres stopped");
+                }
+                None => reporter.notice("memres is not running"),
+            }
+            Ok(0)
+        }
+        MemresAction::Start | MemresAction::Restart => {
+            if let Some(r) = resident {
+                if matches!(action, MemresAction::Start) {
+                    reporter.notice(format!(
+                        "memres already running (QEMU pid {})",
+                        r.record.qemu.pid
+                    ));
+                    return Ok(0);
+                }
+                r.stop().await.context("stopping the memory-resident VM")?;
+            }
+            let image = ensure_image(arch, reporter).await?;
+            let config = InstanceConfig {
+                tool,
+                arch,
+                state,
+                input_storage: None,
+                no_kvm: args.no_kvm,
+            };
+            let instance = Instance::boot(&config, &image, reporter).await?;
+            let record = instance.detach()?;
+            reporter.notice(format!(
+                "memres started ({arch}, {}, QEMU pid {})",
+                tool.engine(),
+                record.qemu.pid
+            ));
+            Ok(0)
+        }
+    }
+}
+
+/// This process's peak resident set (`VmHWM` in /proc/self/status).
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }

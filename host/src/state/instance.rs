@@ -133,9 +133,13 @@ fn read_start_time(pid: u32) -> Option<u64> {
 }
 
 /// Field 22 (starttime) of /proc/<pid>/stat. Field 2 is the command name in parentheses and may
-/// itself contain spaces and ')', so counting starts after the last ')'.
+/// itself contain spaces and ')', so counting starts after the last ')'. A zombie (state `Z`,
+/// e.g. a detached QEMU whose new parent has not reaped it yet) counts as gone.
 pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
+    if after_comm.split_whitespace().next() == Some("Z") {
+        return None;
+    }
     // after_comm starts at field 3 (state); starttime is field 22, i.e. the 20th from here.
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
@@ -150,6 +154,8 @@ mod tests {
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
         assert_eq!(parse_start_time("1 (x) S 1 2"), None);
+        let zombie = stat.replace(") S ", ") Z ");
+        assert_eq!(parse_start_time(&zombie), None, "a zombie is not running");
     }
 
     #[test]
