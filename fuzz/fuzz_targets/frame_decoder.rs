@@ -1,5 +1,6 @@
 //! Fuzzes the frame decoder with bytes as a hostile guest (or host) could send them.
-//! Run: `cargo +nightly fuzz run frame_decoder fuzz/seeds/frame_decoder`.
+//! Run from `fuzz/`: `cargo +nightly fuzz run frame_decoder corpus/frame_decoder seeds/frame_decoder`
+//! (new inputs go to the first, git-ignored directory; `seeds/` stays as committed).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
