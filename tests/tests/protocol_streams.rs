@@ -8,6 +8,7 @@ use common::HostAgent;
 use vcontainer::ops::{export_storage, get_tar, put_dir};
 use vcontainer::session::AgentConn;
 use vcontainer_protocol::{AgentMsg, HostMsg, Request, StreamDigest};
+use vcontainer_tests::vm::tar_names;
 
 fn make_tree(root: &std::path::Path) {
     fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
@@ -50,17 +51,9 @@ async fn put_then_get_round_trips_a_tree() {
     )
     .await
     .expect("get");
-    let mut names: Vec<String> = tar::Archive::new(fs::File::open(&tar_path).expect("open"))
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string()
-        })
+    let mut names: Vec<String> = tar_names(&tar_path)
+        .into_iter()
+        .map(|n| n.trim_end_matches('/').to_string())
         .collect();
     names.sort();
     assert!(
@@ -122,17 +115,7 @@ async fn storage_export_writes_the_storage_tree_atomically() {
         .await
         .expect("export");
     assert_eq!(fs::metadata(&dest).expect("stat").len(), bytes);
-    let names: Vec<String> = tar::Archive::new(fs::File::open(&dest).expect("open"))
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let names = tar_names(&dest);
     assert!(
         names.iter().any(|n| n.ends_with("overlay/layer")),
         "{names:?}"
