@@ -53,7 +53,13 @@ impl Run {
 
 /// Runs `tool` (vdkr or vpdmn) with `args`, `HOME=home`, the shared image cache, stdin closed.
 pub fn run_tool(tool: &str, home: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin_dir().join(tool));
+    let bin = bin_dir().join(tool);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .env("HOME", home)
         .env("VCONTAINER_CACHE_DIR", cache_dir())
