@@ -204,3 +204,54 @@ fn x86_64_output_filesystem_full() {
         r.stdout
     );
 }
+
+/// SIGTERM to a one-shot CLI while its VM runs: the CLI exits 143 with a message, and QEMU and
+/// the vsock backend (in their own process group, so a terminal's signal does not reach them) are
+/// gone too, instead of being left running on the state disk.
+#[test]
+fn x86_64_sigterm_stops_the_vm() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let console = home.join(".vpdmn/x86_64/console.log");
+    let child = std::process::Command::new(vcontainer_tests::vm::bin_dir().join("vpdmn"))
+        .args(["-a", "x86_64", "images"])
+        .env("HOME", &home)
+        .env("VCONTAINER_CACHE_DIR", vcontainer_tests::vm::cache_dir())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vpdmn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Wait until the guest is really up (its agent logged), so QEMU is mid-run when signalled.
+    while !std::fs::read_to_string(&console).is_ok_and(|c| c.contains("vcontainer-agent")) {
+        assert!(std::time::Instant::now() < deadline, "the VM never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // Nothing may still run with this state directory on its command line.
+    let needle = home.to_string_lossy().into_owned();
+    let leftover = |needle: &str| -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(needle))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !leftover(&needle).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        leftover(&needle).is_empty(),
+        "left running: {:?}",
+        leftover(&needle)
+    );
+}

@@ -34,7 +34,12 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
     let Some(runtime) = super::runtime(&reporter) else {
         return ExitCode::from(1);
     };
-    let result = runtime.block_on(run(tool, name_arch.as_deref(), args, &reporter));
+    let result = runtime.block_on(until_signalled(run(
+        tool,
+        name_arch.as_deref(),
+        args,
+        &reporter,
+    )));
     // VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so it
     // reports the parent's size when that was larger (a benchmark harness, for one).
     if let Some(kib) = peak_rss_kib() {
@@ -44,7 +49,10 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             reporter.error(format!("{e:#}"));
-            ExitCode::from(1)
+            match e.downcast_ref::<Interrupted>() {
+                Some(Interrupted(sig)) => ExitCode::from((128 + sig) as u8),
+                None => ExitCode::from(1),
+            }
         }
     }
 }
@@ -189,14 +197,6 @@ async fn run_in_guest(
     let mut stderr = tokio::io::stderr();
     let status = match plan {
         Plan::Engine { argv } => {
-            let (sig_tx, sig_rx) = tokio::sync::mpsc::channel(4);
-            let forward = tokio::spawn(async move {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    if sig_tx.send(libc::SIGINT).await.is_err() {
-                        break;
-                    }
-                }
-            });
             let status = ops::exec(
                 transport,
                 ExecRequest {
@@ -208,11 +208,11 @@ async fn run_in_guest(
                     stdout: &mut stdout,
                     stderr: &mut stderr,
                     stdin: None,
-                    signals: Some(sig_rx),
+                    // SIGINT/SIGTERM end the whole CLI (see `until_signalled`).
+                    signals: None,
                 },
             )
             .await;
-            forward.abort();
             status.context("running the engine command in the guest")?
         }
         Plan::Import { layout, reference } => {
@@ -359,3 +359,26 @@ fn peak_rss_kib() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Runs `work` unless SIGTERM or SIGINT arrives first. Then the work is dropped, and with it the
+/// VM: QEMU and the vsock backend run in their own process group (so a terminal's Ctrl-C does not
+/// hit them mid-write) and would otherwise outlive the CLI. Temporary outputs are removed on drop.
+/// The exit code is 128 + the signal, as a shell reports it.
+async fn until_signalled(work: impl std::future::Future<Output = Result<i32>>) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return work.await;
+    };
+    tokio::select! {
+        r = work => r,
+        _ = term.recv() => Err(Interrupted(libc::SIGTERM).into()),
+        _ = int.recv() => Err(Interrupted(libc::SIGINT).into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by signal {0}; the VM was stopped and no output was written")]
+struct Interrupted(i32);
