@@ -21,6 +21,15 @@ fn memres_cycle(arch: Arch, tool: &str) {
     run_tool(tool, &home, &["-a", a, "memres", "start"]).assert_ok("memres start");
     let r = run_tool(tool, &home, &["-a", a, "vmemres", "status"]);
     assert_eq!((r.code, r.stdout.trim()), (Some(0), "running"), "{r:?}");
+    let r = run_tool(tool, &home, &["memres", "list"]);
+    r.assert_ok("memres list");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(a) && l.contains("running")),
+        "list shows the instance: {}",
+        r.stdout
+    );
 
     run_tool(
         tool,
@@ -76,6 +85,12 @@ fn memres_cycle(arch: Arch, tool: &str) {
     run_tool(tool, &home, &["-a", a, "memres", "stop"]).assert_ok("memres stop");
     let r = run_tool(tool, &home, &["-a", a, "memres", "status"]);
     assert_eq!((r.code, r.stdout.trim()), (Some(1), "stopped"), "{r:?}");
+    let r = run_tool(tool, &home, &["memres", "list"]);
+    assert!(
+        !r.stdout.contains("running"),
+        "nothing listed after stop: {}",
+        r.stdout
+    );
 
     // The graceful stop left the state disk consistent: a one-shot boot sees the image.
     let r = run_tool(tool, &home, &["-a", a, "images"]);

@@ -76,6 +76,8 @@ pub enum MemresAction {
     Restart,
     /// Print `running` (exit 0) or `stopped` (exit 1).
     Status,
+    /// List the instances under ~/.vdkr (resp. ~/.vpdmn) that have a memory-resident VM.
+    List,
 }
 
 /// Engine commands passed through as they are. Others are refused with a clear message rather

@@ -292,9 +292,13 @@ async fn memres(
             tool.name()
         );
     }
+    if let MemresAction::List = action {
+        return memres_list(tool);
+    }
     let (dir, _) = resolve_state(tool, arch, &state)?;
     let resident = Resident::find(&dir)?;
     match action {
+        MemresAction::List => Ok(0),
         MemresAction::Status => {
             println!(
                 "{}",
@@ -382,3 +386,35 @@ async fn until_signalled(work: impl std::future::Future<Output = Result<i32>>) -
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by signal {0}; the VM was stopped and no output was written")]
 struct Interrupted(i32);
+
+/// `memres list`: every state directory under the tool's base with a running resident VM.
+fn memres_list(tool: Tool) -> Result<i32> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let base = tool.default_base(Path::new(&home));
+    let mut rows = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = crate::state::StateDir::resolve(
+                tool,
+                &base,
+                &crate::state::StateLocation::Explicit(entry.path()),
+            )?;
+            if let Some(r) = Resident::find(&dir)? {
+                rows.push(format!(
+                    "{name:<16} {:<8} {:<7} running  {}",
+                    r.record.arch, r.record.engine, r.record.qemu.pid
+                ));
+            }
+        }
+    }
+    rows.sort();
+    println!(
+        "{:<16} {:<8} {:<7} STATUS   QEMU PID",
+        "INSTANCE", "ARCH", "ENGINE"
+    );
+    for row in &rows {
+        println!("{row}");
+    }
+    Ok(0)
+}
