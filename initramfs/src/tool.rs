@@ -72,14 +72,7 @@ impl ToolRun<'_> {
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => BuildError::ToolMissing {
-                    what: self.what.to_string(),
-                    tool: program.clone(),
-                    package: package_of(&program).to_string(),
-                },
-                _ => BuildError::io(format!("{}: starting {program}", self.what), self.log)(e),
-            })?;
+            .map_err(|e| self.start_error(&program, e))?;
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         if let Some(stderr) = child.stderr.take() {
             for line in BufReader::new(stderr).lines() {
@@ -113,6 +106,18 @@ impl ToolRun<'_> {
         })))
     }
 
+    /// A tool that cannot be started: missing (naming the package to install) or another error.
+    fn start_error(&self, program: &str, e: std::io::Error) -> BuildError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => BuildError::ToolMissing {
+                what: self.what.to_string(),
+                tool: program.to_string(),
+                package: package_of(program).to_string(),
+            },
+            _ => BuildError::io(format!("{}: starting {program}", self.what), self.log)(e),
+        }
+    }
+
     /// Runs `cmd` and returns its stdout (for short queries like `apt-cache show`).
     pub fn output(&self, cmd: &mut Command) -> Result<String> {
         let command = describe(cmd);
@@ -120,14 +125,7 @@ impl ToolRun<'_> {
         let out = cmd
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => BuildError::ToolMissing {
-                    what: self.what.to_string(),
-                    tool: program.clone(),
-                    package: package_of(&program).to_string(),
-                },
-                _ => BuildError::io(format!("{}: starting {program}", self.what), self.log)(e),
-            })?;
+            .map_err(|e| self.start_error(&program, e))?;
         if let Ok(mut log) = File::options().create(true).append(true).open(self.log) {
             let _ = writeln!(log, "$ {command}");
             let _ = log.write_all(&out.stderr);

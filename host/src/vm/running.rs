@@ -128,21 +128,6 @@ impl RunningVm {
     }
 
     /// Waits up to `timeout` for QEMU to exit (after the guest powered off); None on timeout.
-    /// Blocking: from async code use [`RunningVm::wait_exit_async`].
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, VmError> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(Some(status));
-            }
-            if start.elapsed() >= timeout {
-                return Ok(None);
-            }
-            std::thread::sleep(EXIT_POLL);
-        }
-    }
-
-    /// [`RunningVm::wait_exit`] without blocking a runtime thread.
     pub async fn wait_exit_async(
         &mut self,
         timeout: Duration,
