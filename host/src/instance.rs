@@ -427,6 +427,7 @@ async fn configure(
     conn.send(&HostMsg::Boot(BootConfig {
         seed_storage: config.input_storage.is_some(),
         start_engine: true,
+        ..Default::default()
     }))
     .await
     .map_err(agent_err)?;

@@ -158,6 +158,10 @@ mod tests {
             cwd: Some("/".into()),
             stdin: true,
             engine: false,
+            tty: Some(crate::WindowSize {
+                rows: 40,
+                cols: 120,
+            }),
         }));
         assert_eq!(roundtrip(&req), req);
         let mut d = StreamDigest::new();

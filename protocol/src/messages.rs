@@ -50,6 +50,45 @@ pub struct BootConfig {
     pub seed_storage: bool,
     /// Start the engine now (false: start it on the first operation that needs it).
     pub start_engine: bool,
+    /// Bring up the guest's network interface (QEMU user networking: 10.0.2.15/24, gateway and
+    /// host at 10.0.2.2, DNS 10.0.2.3) before the engine starts.
+    pub network: bool,
+    /// Registry settings the engine is configured with before it starts.
+    pub registry: RegistryConfig,
+    /// Power off cleanly after this many seconds without an operation and without running
+    /// containers (memory-resident mode); 0 never.
+    pub idle_timeout_secs: u64,
+}
+
+/// Registry settings for the guest's engine. Credentials never travel here (they would end up in
+/// logs); an auth file goes by [`Request::SetAuth`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    /// Registry (`host[:port][/namespace]`) for unqualified image names; `None` for the engine's
+    /// default.
+    pub default: Option<String>,
+    /// Registries (`host[:port]`) reached over plain HTTP or with unverified TLS.
+    pub insecure: Vec<String>,
+    /// Verify TLS for the default registry even if it is a private address (which would otherwise
+    /// be treated as insecure).
+    pub secure: bool,
+    /// PEM CA certificate the default registry's TLS certificate is checked against. At most
+    /// [`MAX_CA_CERT_LEN`] bytes.
+    #[serde(with = "crate::bytes::option")]
+    pub ca_cert: Option<Vec<u8>>,
+}
+
+/// Upper bound of [`RegistryConfig::ca_cert`] (it travels inside one frame).
+pub const MAX_CA_CERT_LEN: usize = 256 * 1024;
+
+/// Upper bound of a registry auth file sent with [`Request::SetAuth`].
+pub const MAX_AUTH_FILE_LEN: u64 = 1024 * 1024;
+
+/// Terminal size of a TTY session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// One operation, the first frame the host sends on an operation connection.
@@ -72,6 +111,10 @@ pub enum Request {
     Shutdown,
     /// Send `bytes` bytes of data frames without other work: measures the raw transport.
     RawSource { bytes: u64 },
+    /// Install the registry auth file (docker `config.json` / podman `auth.json`) that follows as
+    /// a data stream of at most [`MAX_AUTH_FILE_LEN`] bytes where the engine reads it (mode 0600).
+    /// Answered with [`AgentMsg::Done`].
+    SetAuth,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +127,10 @@ pub struct ExecRequest {
     pub stdin: bool,
     /// The process talks to the container engine: the agent makes sure the engine runs first.
     pub engine: bool,
+    /// Run on a new pseudo-terminal of this size (the process's session and controlling
+    /// terminal). Its output comes as [`AgentMsg::Stdout`] only; input as [`HostMsg::Stdin`];
+    /// [`HostMsg::Resize`] changes the size.
+    pub tty: Option<WindowSize>,
 }
 
 /// Frames from the host to the agent.
@@ -99,6 +146,8 @@ pub enum HostMsg {
     Signal(i32),
     /// The host received the agent's last frame.
     Ack,
+    /// The host terminal of a TTY session changed size.
+    Resize(WindowSize),
 }
 
 /// Frames from the agent to the host.
@@ -195,6 +244,7 @@ impl MessageName for HostMsg {
             HostMsg::End(_) => "End".into(),
             HostMsg::Signal(_) => "Signal".into(),
             HostMsg::Ack => "Ack".into(),
+            HostMsg::Resize(_) => "Resize".into(),
         }
     }
 }
@@ -210,6 +260,7 @@ impl MessageName for Request {
             Request::Status => "Status",
             Request::Shutdown => "Shutdown",
             Request::RawSource { .. } => "RawSource",
+            Request::SetAuth => "SetAuth",
         }
         .into()
     }

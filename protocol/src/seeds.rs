@@ -2,7 +2,8 @@
 
 use crate::{
     AgentError, AgentMsg, BootConfig, EngineKind, ErrorKind, ExecRequest, ExitStatus, Hello,
-    HostMsg, ReadyInfo, Request, StatusInfo, StreamDigest, PROTOCOL_VERSION,
+    HostMsg, ReadyInfo, RegistryConfig, Request, StatusInfo, StreamDigest, WindowSize,
+    PROTOCOL_VERSION,
 };
 
 /// One message of each kind, as both directions send them.
@@ -14,6 +15,14 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
         HostMsg::Boot(BootConfig {
             seed_storage: true,
             start_engine: true,
+            network: true,
+            registry: RegistryConfig {
+                default: Some("10.0.2.2:5000/yocto".into()),
+                insecure: vec!["10.0.2.2:5000".into()],
+                secure: false,
+                ca_cert: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+            },
+            idle_timeout_secs: 1800,
         }),
         HostMsg::Request(Request::Exec(ExecRequest {
             argv: vec!["docker".into(), "run".into(), "--rm".into(), "a b".into()],
@@ -21,7 +30,18 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
             cwd: Some("/".into()),
             stdin: true,
             engine: true,
+            tty: None,
         })),
+        HostMsg::Request(Request::Exec(ExecRequest {
+            argv: vec!["/bin/sh".into()],
+            tty: Some(WindowSize { rows: 24, cols: 80 }),
+            ..Default::default()
+        })),
+        HostMsg::Request(Request::SetAuth),
+        HostMsg::Resize(WindowSize {
+            rows: 50,
+            cols: 132,
+        }),
         HostMsg::Request(Request::PutTar {
             dest: "/tmp/x".into(),
         }),

@@ -110,6 +110,10 @@ where
         Request::Status => status::status(&agent, &mut wr).await,
         Request::Shutdown => shutdown::shutdown(&agent, &mut rd, &mut wr).await,
         Request::RawSource { bytes } => raw_source::raw_source(bytes, &mut wr).await,
+        Request::SetAuth => Err(OpError::new(
+            ErrorKind::BadRequest,
+            "SetAuth is not implemented yet",
+        )),
     };
     if let Err(e) = result {
         if e.is_disconnect() {
