@@ -181,6 +181,7 @@ async fn instance_run(
         state: StateChoice::Stateless,
         input_storage: None,
         no_kvm: false,
+        guest: Default::default(),
     };
     let t0 = Instant::now();
     let inst = Instance::boot(&config, image, quiet).await?;

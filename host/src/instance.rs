@@ -49,6 +49,8 @@ pub struct InstanceConfig {
     /// Storage tar to seed the engine with before it starts.
     pub input_storage: Option<PathBuf>,
     pub no_kvm: bool,
+    /// Network, registries, port forwards, idle timeout.
+    pub guest: crate::guest_options::GuestOptions,
 }
 
 /// The state directory a choice names (a fresh temporary one for stateless runs, deleted when

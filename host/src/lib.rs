@@ -4,6 +4,7 @@ pub mod agent_binary;
 pub mod bench;
 pub mod cli;
 pub mod fixture;
+pub mod guest_options;
 pub mod images;
 pub mod instance;
 pub mod ops;

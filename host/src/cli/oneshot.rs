@@ -166,6 +166,7 @@ async fn run(
         state,
         input_storage: args.input_storage.clone(),
         no_kvm: args.no_kvm,
+        guest: Default::default(),
     };
     let instance = Instance::boot(&config, &image, reporter).await?;
     let outcome = run_in_guest(
@@ -338,6 +339,7 @@ async fn memres(
                 state,
                 input_storage: None,
                 no_kvm: args.no_kvm,
+                guest: Default::default(),
             };
             let instance = Instance::boot(&config, &image, reporter).await?;
             let record = instance.detach()?;
