@@ -84,6 +84,7 @@ async fn main() -> Result<()> {
         &HostMsg::Boot(BootConfig {
             seed_storage: false,
             start_engine: engine,
+            ..Default::default()
         }),
     )
     .await?;

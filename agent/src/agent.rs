@@ -17,6 +17,8 @@ pub struct Agent {
     pub layout: Layout,
     pub engine: Arc<dyn Engine>,
     pub reaper: Arc<Reaper>,
+    /// Operations in flight, for the idle shutdown of a memory-resident VM.
+    pub activity: crate::idle::Activity,
     /// Set once shutdown has been prepared (engine stopped, storage unmounted).
     prepared: Mutex<bool>,
     exit_tx: watch::Sender<bool>,
@@ -29,6 +31,7 @@ impl Agent {
             layout,
             engine,
             reaper,
+            activity: Default::default(),
             prepared: Mutex::new(false),
             exit_tx,
         })

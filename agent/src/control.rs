@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
-use vcontainer_protocol::{AgentMsg, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo};
+use vcontainer_protocol::{
+    AgentMsg, BootConfig, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo,
+};
 
 use crate::agent::Agent;
 use crate::conn;
@@ -60,6 +62,22 @@ pub async fn dial_unix(path: &Path) -> io::Result<UnixStream> {
     dial_with_retry("control socket", || UnixStream::connect(path)).await
 }
 
+/// What the boot configuration asks of the guest before the engine starts: the network (guest
+/// only; in host test mode the host's network is used as it is) and the engine's registry
+/// settings.
+async fn guest_setup(agent: &Agent, boot: &BootConfig) -> Result<(), (ErrorKind, String)> {
+    if boot.network && agent.layout.guest {
+        tokio::task::spawn_blocking(crate::net::configure_guest_network)
+            .await
+            .map_err(|e| (ErrorKind::Io, format!("network setup: {e}")))?
+            .map_err(|e| (ErrorKind::Io, format!("network setup: {e}")))?;
+    }
+    agent
+        .engine
+        .configure_registry(&boot.registry)
+        .map_err(|e| (ErrorKind::Engine, format!("registry setup: {e}")))
+}
+
 /// Runs the boot conversation. A failed seed or engine start is reported to the host as
 /// `AgentMsg::Error` and returned; the agent keeps serving operations either way.
 pub async fn run_control<S>(
@@ -86,7 +104,7 @@ where
     };
     debug!("boot config: {boot:?}");
 
-    let mut outcome = Ok(());
+    let mut outcome = guest_setup(&agent, &boot).await;
     if boot.seed_storage {
         let t0 = Instant::now();
         match seed_storage(&agent, &mut rd).await {
@@ -108,6 +126,10 @@ where
                 rootfs_ms: timings.rootfs_ms,
                 engine_ms,
             });
+            crate::idle::watch(
+                Arc::clone(&agent),
+                std::time::Duration::from_secs(boot.idle_timeout_secs),
+            );
             wr.send(&ready).await.map_err(|e| e.to_string())
         }
         Err((kind, message)) => {

@@ -13,10 +13,12 @@ pub mod control;
 pub mod engine;
 pub mod fsops;
 pub mod host_mode;
+pub mod idle;
 pub mod layout;
 pub mod loopback;
 pub mod meminfo;
 pub mod modules;
+pub mod net;
 pub mod ops;
 pub mod pid1;
 pub mod process;
@@ -27,4 +29,13 @@ pub mod stage2;
 pub mod stream;
 
 /// Capabilities announced in every `Hello`.
-pub const CAPABILITIES: &[&str] = &["exec", "tar", "import-oci", "export-storage", "raw-source"];
+pub const CAPABILITIES: &[&str] = &[
+    "exec",
+    "tar",
+    "import-oci",
+    "export-storage",
+    "raw-source",
+    "tty",
+    "set-auth",
+    "engine-api",
+];

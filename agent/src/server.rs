@@ -14,7 +14,7 @@ pub async fn serve_unix(listener: UnixListener, agent: Arc<Agent>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle_connection(stream, Arc::clone(&agent)));
+                tokio::spawn(serve_one(stream, Arc::clone(&agent)));
             }
             Err(e) => accept_failed(e).await,
         }
@@ -25,11 +25,20 @@ pub async fn serve_vsock(listener: VsockListener, agent: Arc<Agent>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle_connection(stream, Arc::clone(&agent)));
+                tokio::spawn(serve_one(stream, Arc::clone(&agent)));
             }
             Err(e) => accept_failed(e).await,
         }
     }
+}
+
+/// One operation, counted as activity while it runs.
+async fn serve_one<S>(stream: S, agent: Arc<Agent>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _busy = agent.activity.begin();
+    handle_connection(stream, Arc::clone(&agent)).await;
 }
 
 /// Out of file descriptors and the like: back off a little instead of spinning.

@@ -492,6 +492,7 @@ async fn boot_with_seed(seed: Option<(Vec<u8>, bool)>) -> (tempfile::TempDir, Ho
         c.send(HostMsg::Boot(BootConfig {
             seed_storage: seed.is_some(),
             start_engine: true,
+            ..Default::default()
         }))
         .await;
         if let Some((bytes, corrupt)) = seed {

@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// Skip the one-shot CLI timings (vdkr images, vimport --storage).
     #[arg(long)]
     pub no_oneshot: bool,
+    /// Skip the boot/transfer figures of the foundation issue.
+    #[arg(long)]
+    pub no_transfer: bool,
+    /// Skip the memory-resident vs one-shot command figures.
+    #[arg(long)]
+    pub no_memres: bool,
 }
 
 /// Samples per (figure, arch).
@@ -109,6 +115,21 @@ const ROWS: &[(&str, &str, usize, &str, &str, &str)] = &[
         "126.2",
     ),
     ("host CLI peak RSS (one-shot)", "MiB", 1, "", "", ""),
+    ("`vdkr memres start`", "s", 1, "≤ 15", "53.3", "~72"),
+    ("`vpdmn memres start`", "s", 1, "≤ 15", "", ""),
+    ("memres `vdkr images`", "s", 2, "≤ 0.3", "1.19", "2.12"),
+    ("one-shot `vdkr images`", "s", 1, "", "58.7", "72.0"),
+    ("memres `vpdmn images`", "s", 2, "≤ 0.3", "", ""),
+    ("one-shot `vpdmn images`", "s", 1, "", "", ""),
+    ("memres `vdkr run --rm IMAGE true`", "s", 1, "", "", ""),
+    ("one-shot `vdkr run --rm IMAGE true`", "s", 1, "", "", ""),
+    ("memres `vpdmn run --rm IMAGE true`", "s", 1, "", "", ""),
+    ("one-shot `vpdmn run --rm IMAGE true`", "s", 1, "", "", ""),
+    ("CLI alone (`memres status`)", "ms", 0, "", "", ""),
+    ("host→agent round trip (Status op)", "ms", 1, "≤ 10", "", ""),
+    ("keystroke echo (vshell, raw tty)", "ms", 0, "", "", ""),
+    ("`vdkr memres stop`", "s", 2, "≤ 2", "8.1", "8.1"),
+    ("`vpdmn memres stop`", "s", 2, "≤ 2", "", ""),
 ];
 
 pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
@@ -150,8 +171,20 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
 
         for tool in [Tool::Vdkr, Tool::Vpdmn] {
             for i in 1..=runs {
+                if args.no_transfer {
+                    break;
+                }
                 reporter.notice(format!("{arch} {}: instance run {i}/{runs}", tool.engine()));
                 instance_run(arch, tool, &image, &big, work.path(), &quiet, &mut f).await?;
+            }
+            if !args.no_memres {
+                reporter.notice(format!("{arch} {}: memres vs one-shot", tool.engine()));
+                for (name, value) in
+                    crate::bench_memres::measure(tool, arch, &small, work.path(), runs).await?
+                {
+                    let ms = ROWS.iter().any(|r| r.0 == name && r.1 == "ms");
+                    f.add(&name, arch, if ms { value * 1000.0 } else { value });
+                }
             }
         }
         if !args.no_oneshot {

@@ -9,7 +9,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 /// Applets linked to busybox in the image.
-const APPLETS: &[&str] = &["sh", "echo", "cat", "ls", "uname", "true", "false", "sleep"];
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "ls", "uname", "true", "false", "sleep", "rm", "mkdir", "stty", "tty",
+    "httpd", "nc", "wc", "env",
+];
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -124,6 +124,10 @@ pub enum InstanceError {
     ResidentRunning { dir: PathBuf, pid: u32 },
     #[error("seeding the engine storage from {path} failed: {source}")]
     Seed { path: PathBuf, source: ops::OpError },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("installing the registry auth file in the guest failed: {0}")]
+    Auth(ops::OpError),
 }
 
 /// A booted VM with its agent ready.
@@ -135,6 +139,8 @@ pub struct Instance {
     boot_time: Duration,
     state: StateDir,
     guest_cid: Option<u32>,
+    /// Host ports QEMU forwards into this VM (recorded for `ps` / `memres status`).
+    ports: Vec<crate::guest_options::PortForward>,
     _lock: Option<InstanceLock>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -145,6 +151,11 @@ impl Instance {
         image: &GuestImage,
         reporter: &Reporter,
     ) -> Result<Instance, InstanceError> {
+        // Registry files (CA, auth) are checked before anything boots.
+        let registry = crate::registry::prepare(&config.guest.registry)?;
+        for warning in &registry.warnings {
+            reporter.notice(format!("warning: {warning}"));
+        }
         let (state, temp) = resolve_state(config.tool, config.arch, &config.state)?;
         state.create()?;
         let lock = InstanceLock::acquire(&state, LockWait::Wait(None), |msg| reporter.notice(msg))?;
@@ -221,6 +232,8 @@ impl Instance {
                 vsock,
                 console_log: state.console_log(),
                 kernel_args,
+                network: config.guest.network,
+                port_forwards: config.guest.ports.clone(),
             };
             reporter.step(format!(
                 "booting the {} guest ({}, {})",
@@ -233,7 +246,9 @@ impl Instance {
                 Ok((conn, hello)) => {
                     let boot_time = started.elapsed();
                     reporter.debug(format!("agent up after {:.2} s", boot_time.as_secs_f64()));
-                    let ready = configure(conn, config, &vm, reporter).await?;
+                    let ready =
+                        configure(conn, config, &registry, transport.as_ref(), &vm, reporter)
+                            .await?;
                     return Ok(Instance {
                         vm,
                         transport,
@@ -242,6 +257,7 @@ impl Instance {
                         boot_time,
                         state,
                         guest_cid,
+                        ports: config.guest.ports.clone(),
                         _lock: Some(lock),
                         _temp: temp,
                     });
@@ -313,6 +329,7 @@ impl Instance {
             state,
             guest_cid,
             hello,
+            ports,
             ..
         } = self;
         let detached = vm.detach();
@@ -330,8 +347,9 @@ impl Instance {
             expected: "a known arch".into(),
             got: hello.arch.clone(),
         })?;
-        let record =
+        let mut record =
             crate::state::InstanceRecord::new(arch, hello.engine.name(), qemu, backend, guest_cid);
+        record.ports = ports;
         record.save(&state.instance_file())?;
         Ok(record)
     }
@@ -415,10 +433,14 @@ async fn wait_for_agent(
     Ok((conn, hello))
 }
 
-/// Sends the boot configuration (and seed storage) and waits for the engine to be ready.
+/// Sends the boot configuration (network, registries, seed storage), waits for the engine to be
+/// ready, then installs the registry auth file (by its own operation: credentials never travel
+/// in the boot configuration, which the agent logs in debug mode).
 async fn configure(
     mut conn: AgentConn,
     config: &InstanceConfig,
+    registry: &crate::registry::PreparedRegistry,
+    transport: &dyn Transport,
     vm: &RunningVm,
     reporter: &Reporter,
 ) -> Result<ReadyInfo, InstanceError> {
@@ -429,7 +451,9 @@ async fn configure(
     conn.send(&HostMsg::Boot(BootConfig {
         seed_storage: config.input_storage.is_some(),
         start_engine: true,
-        ..Default::default()
+        network: config.guest.network,
+        registry: registry.config.clone(),
+        idle_timeout_secs: config.guest.idle_timeout_secs,
     }))
     .await
     .map_err(agent_err)?;
@@ -460,14 +484,21 @@ async fn configure(
             ))
         })?
         .map_err(agent_err)?;
-    match msg {
+    let ready = match msg {
         AgentMsg::Ready(r) => {
             reporter.debug(format!(
                 "guest timings: init {} ms, rootfs {} ms, engine ready {} ms (guest uptime)",
                 r.init_ms, r.rootfs_ms, r.engine_ms
             ));
-            Ok(r)
+            r
         }
-        other => Err(agent_err(SessionError::unexpected("Ready", &other))),
+        other => return Err(agent_err(SessionError::unexpected("Ready", &other))),
+    };
+    if let Some(auth) = &registry.auth {
+        ops::set_auth(transport, auth)
+            .await
+            .map_err(InstanceError::Auth)?;
+        reporter.debug("registry auth file installed in the guest");
     }
+    Ok(ready)
 }

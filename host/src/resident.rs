@@ -48,11 +48,25 @@ impl Resident {
         self.transport.as_ref()
     }
 
+    /// The transport, shareable with tasks (the engine API proxy).
+    pub fn shared_transport(&self) -> Arc<dyn Transport> {
+        Arc::clone(&self.transport)
+    }
+
     /// Graceful stop: the agent stops the engine, syncs and unmounts, then powers off; the
     /// processes must be gone within the deadline, else they are killed.
     pub async fn stop(self) -> Result<(), ops::OpError> {
-        let graceful = ops::shutdown(self.transport.as_ref()).await;
-        let deadline = Instant::now() + STOP_DEADLINE;
+        self.stop_within(STOP_DEADLINE).await
+    }
+
+    /// [`Resident::stop`] with a shorter grace period (`memres stop --force`).
+    pub async fn stop_within(self, grace: Duration) -> Result<(), ops::OpError> {
+        let graceful =
+            match tokio::time::timeout(grace, ops::shutdown(self.transport.as_ref())).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            };
+        let deadline = Instant::now() + grace;
         while self.record.qemu.is_alive() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -116,9 +116,19 @@ struct Keys {
     image: String,
 }
 
+/// The kernel part `current-kernel` points at, if it is still what this builder would make from
+/// the same package: a changed module list changes the kernel key, and the part must then be
+/// rebuilt (the pointer alone would keep serving the old module set).
+fn current_kernel(images: &Path, arch: Arch) -> Option<(String, PathBuf, KernelInfo)> {
+    let k = std::fs::read_to_string(images.join(CURRENT_KERNEL)).ok()?;
+    let k = k.trim().to_string();
+    let dir = part_dir(images, "kernel", &k);
+    let info = kernel::read_info(&dir)?;
+    (kernel_key(arch, &info.package) == k).then_some((k, dir, info))
+}
+
 fn offline_keys(req: &BuildRequest, agent_sha256: &str) -> Option<Keys> {
-    let kernel = std::fs::read_to_string(req.images().join(CURRENT_KERNEL)).ok()?;
-    let kernel = kernel.trim().to_string();
+    let (kernel, _, _) = current_kernel(&req.images(), req.arch)?;
     let rootfs = rootfs_key(req.arch);
     let initramfs = initramfs_key(req.arch, &kernel, agent_sha256);
     let image = image_key(&kernel, &rootfs, &initramfs);
@@ -270,19 +280,15 @@ fn ensure_kernel(
 ) -> Result<(String, PathBuf, KernelInfo)> {
     let pointer = images.join(CURRENT_KERNEL);
     if !req.refresh_kernel {
-        if let Ok(k) = std::fs::read_to_string(&pointer) {
-            let k = k.trim().to_string();
-            let dir = part_dir(images, "kernel", &k);
-            if let Some(info) = kernel::read_info(&dir) {
-                progress(Progress::new(
-                    Stage::Kernel,
-                    format!(
-                        "cached {} ({} {})",
-                        info.kernel_version, info.package.package, info.package.version
-                    ),
-                ));
-                return Ok((k, dir, info));
-            }
+        if let Some((k, dir, info)) = current_kernel(images, req.arch) {
+            progress(Progress::new(
+                Stage::Kernel,
+                format!(
+                    "cached {} ({} {})",
+                    info.kernel_version, info.package.package, info.package.version
+                ),
+            ));
+            return Ok((k, dir, info));
         }
     }
     let started = Instant::now();

@@ -18,6 +18,8 @@ pub const REQUIRED_MODULES: &[&str] = &[
     "virtio_pci",
     // the read-only rootfs and the state disk
     "virtio_blk",
+    // QEMU user networking for registries and port forwards (pulls in net_failover, failover)
+    "virtio_net",
     // host <-> agent channel
     "vsock",
     "vmw_vsock_virtio_transport_common",

@@ -115,6 +115,11 @@ pub enum Request {
     /// a data stream of at most [`MAX_AUTH_FILE_LEN`] bytes where the engine reads it (mode 0600).
     /// Answered with [`AgentMsg::Done`].
     SetAuth,
+    /// Connect this connection to the engine's API socket (docker: `/run/docker.sock`), after
+    /// making sure the engine runs. The agent answers [`AgentMsg::Done`] once connected; then
+    /// bytes travel as [`HostMsg::Data`] / [`AgentMsg::Data`] frames, the host ends its
+    /// direction with [`HostMsg::StdinEnd`] and the agent its direction with [`AgentMsg::Done`].
+    EngineApi,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +266,7 @@ impl MessageName for Request {
             Request::Shutdown => "Shutdown",
             Request::RawSource { .. } => "RawSource",
             Request::SetAuth => "SetAuth",
+            Request::EngineApi => "EngineApi",
         }
         .into()
     }

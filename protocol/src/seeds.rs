@@ -38,6 +38,7 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
             ..Default::default()
         })),
         HostMsg::Request(Request::SetAuth),
+        HostMsg::Request(Request::EngineApi),
         HostMsg::Resize(WindowSize {
             rows: 50,
             cols: 132,

@@ -1,3 +1,4 @@
 //! Support code for the integration and VM end-to-end tests in `tests/tests/`.
 
+pub mod pty;
 pub mod vm;

@@ -121,3 +121,26 @@ pub fn tar_file(path: &Path, name: &str) -> Option<String> {
     }
     None
 }
+
+/// Stops the memory-resident VM of `home` (and `args`, e.g. `-a ARCH`) when dropped, so a failing
+/// test does not leave QEMU running behind it.
+pub struct ResidentGuard {
+    pub tool: String,
+    pub home: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Drop for ResidentGuard {
+    fn drop(&mut self) {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(["memres", "stop", "--force"]);
+        let bin = bin_dir().join(&self.tool);
+        let _ = Command::new(bin)
+            .args(&args)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

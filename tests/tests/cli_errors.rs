@@ -103,12 +103,88 @@ fn missing_layout() {
 }
 
 #[test]
-fn directory_that_is_not_a_layout() {
+fn empty_directory() {
     let c = Case::new();
     let d = c.dir.path().join("plain");
     std::fs::create_dir(&d).expect("mkdir");
     let r = c.vimport(&d);
-    c.assert_failed_cleanly(&r, "not an OCI image layout");
+    c.assert_failed_cleanly(&r, "the directory is empty");
+}
+
+#[test]
+fn directory_with_only_nested_layouts_gets_a_hint() {
+    let c = Case::new();
+    let d = c.dir.path().join("images");
+    std::fs::create_dir(&d).expect("mkdir");
+    std::fs::create_dir(d.join("app-oci")).expect("mkdir");
+    let r = c.vimport(&d);
+    c.assert_failed_cleanly(&r, "app-oci");
+}
+
+/// Errors found before anything boots, for the command families of the CLI.
+#[test]
+fn bad_engine_command_input() {
+    let c = Case::new();
+    let h = c.home();
+    let missing = c.dir.path().join("missing.tar");
+    let missing = missing.to_str().expect("utf8");
+    let no_dir = c.dir.path().join("no-dir/out.tar");
+    let no_dir = no_dir.to_str().expect("utf8");
+    let volume = format!("{missing}:/x");
+    let cases: &[(&[&str], &str)] = &[
+        (&["cp", "a", "b"], "container side"),
+        (&["cp", "a:/x", "b:/y"], "exactly one"),
+        (&["exec", "web"], "exec requires <container> <command>"),
+        (&["load", "-i", missing], "File not found"),
+        (&["import", missing], "File not found"),
+        (&["save", "-o", no_dir, "img"], "does not exist"),
+        (&["save", "-o", "x.tar"], "save requires <image>"),
+        (&["pull"], "pull requires <image>"),
+        (&["image"], "image requires a subcommand"),
+        (&["system"], "system requires a subcommand"),
+        (&["run", "-v", &volume, "img"], "Volume source not found"),
+        (&["run", "--name"], "needs a value"),
+        (&["vrun"], "Usage: vrun"),
+        (&["frobnicate"], "Unknown command: frobnicate"),
+        (&["vconfig", "arch", "mips"], "aarch64 or x86_64"),
+        (&["vconfig", "state"], "Unknown config key: state"),
+        (&["memres", "start", "-p", "99999:80"], "99999"),
+        (&["memres", "start", "-p", "8080"], "8080"),
+        (&["--registry-pass", "x", "images"], "--registry-user"),
+        (&["vstorage", "clean", "mips"], "mips"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["-a", "x86_64"];
+        full.extend_from_slice(args);
+        let r = run_tool("vdkr", &h, &full);
+        c.assert_failed_cleanly(&r, needle);
+    }
+}
+
+#[test]
+fn unsafe_auth_file_is_refused_before_boot() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Case::new();
+    let auth = c.dir.path().join("auth.json");
+    std::fs::write(&auth, b"{\"auths\":{}}").expect("write");
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let args = |p: &Path| {
+        run_tool(
+            "vdkr",
+            &c.home(),
+            &[
+                "-a",
+                "x86_64",
+                "--config",
+                p.to_str().expect("utf8"),
+                "images",
+            ],
+        )
+    };
+    c.assert_failed_cleanly(&args(&auth), "chmod 600");
+    let link = c.dir.path().join("link.json");
+    std::os::unix::fs::symlink(&auth, &link).expect("symlink");
+    c.assert_failed_cleanly(&args(&link), "symlink");
 }
 
 #[test]

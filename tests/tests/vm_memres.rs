@@ -4,12 +4,17 @@
 
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{busybox_for, run_tool, tar_file};
+use vcontainer_tests::vm::{busybox_for, run_tool, tar_file, ResidentGuard};
 
 fn memres_cycle(arch: Arch, tool: &str) {
     let work = tempfile::tempdir().expect("tempdir");
     let home = work.path().join("home");
     std::fs::create_dir(&home).expect("home");
+    let _guard = ResidentGuard {
+        tool: tool.into(),
+        home: home.clone(),
+        args: vec!["-a".into(), arch.name().into()],
+    };
     let a = arch.name();
     let layout = work.path().join("hello-oci");
     write_busybox_layout(&layout, arch.oci(), &busybox_for(arch), "1.0").expect("fixture");

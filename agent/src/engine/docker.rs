@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::{watch, Mutex};
-use vcontainer_protocol::{EngineKind, ExitStatus};
+use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig};
 
-use super::{ping_docker, BoxFuture, Engine, EngineError};
+use super::{ping_docker, registry, BoxFuture, Engine, EngineError};
 use crate::fsops::file_tail;
 use crate::layout::Layout;
 use crate::process;
@@ -48,6 +48,8 @@ pub struct Docker {
     daemon: Mutex<Option<Daemon>>,
     containerd: Mutex<Option<Daemon>>,
     running: Arc<AtomicBool>,
+    /// `--insecure-registry` flags from the boot configuration.
+    registry_flags: std::sync::Mutex<Vec<String>>,
 }
 
 impl Docker {
@@ -60,6 +62,7 @@ impl Docker {
             daemon: Mutex::new(None),
             containerd: Mutex::new(None),
             running: Arc::new(AtomicBool::new(false)),
+            registry_flags: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -182,6 +185,9 @@ impl Docker {
             "--bridge=none".into(),
             "--userland-proxy=false".into(),
         ];
+        if let Ok(flags) = self.registry_flags.lock() {
+            args.extend(flags.iter().cloned());
+        }
         if self.debug {
             args.push("--debug".into());
             args.push("--log-level=debug".into());
@@ -335,6 +341,38 @@ impl Engine for Docker {
     fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
     }
+
+    fn api_socket(&self) -> Option<PathBuf> {
+        Some(self.socket())
+    }
+
+    /// The docker CLI's default for root (`$HOME/.docker/config.json`, HOME is /root).
+    fn auth_file(&self) -> Option<PathBuf> {
+        Some(if self.layout.guest {
+            PathBuf::from("/root/.docker/config.json")
+        } else {
+            self.layout.state_dir.join("home/.docker/config.json")
+        })
+    }
+
+    /// Insecure registries as dockerd flags (not daemon.json, which a flag for the same key
+    /// would conflict with); the CA in `/etc/docker/certs.d/<host>/ca.crt`.
+    fn configure_registry(&self, registry: &RegistryConfig) -> Result<(), EngineError> {
+        let certs_d = self.layout.etc_dir.join("docker/certs.d");
+        registry::install_ca(&certs_d, registry).map_err(|source| EngineError::Config {
+            engine: "docker",
+            path: certs_d.display().to_string(),
+            source,
+        })?;
+        let flags = registry::docker_flags(registry);
+        if !flags.is_empty() {
+            log!("dockerd registry flags: {}", flags.join(" "));
+        }
+        if let Ok(mut slot) = self.registry_flags.lock() {
+            *slot = flags;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -355,6 +393,34 @@ mod tests {
             Some("docker-daemon:busybox:1".into())
         );
         assert_eq!(docker.export_root(), (PathBuf::from("/var/lib"), "docker"));
+        assert!(!args.iter().any(|a| a.starts_with("--insecure-registry")));
+        assert_eq!(
+            docker.auth_file(),
+            Some(PathBuf::from("/root/.docker/config.json"))
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_settings_become_flags_and_certs_d() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reaper = Reaper::start(false).expect("reaper");
+        let layout = Layout::host(dir.path().to_path_buf(), EngineKind::Docker);
+        let docker = Docker::new(layout, reaper, false);
+        docker
+            .configure_registry(&RegistryConfig {
+                default: Some("10.0.2.2:5000/ns".into()),
+                insecure: vec!["10.0.2.2:5000".into()],
+                secure: false,
+                ca_cert: Some(b"PEM".to_vec()),
+            })
+            .expect("configure");
+        assert!(docker
+            .args()
+            .contains(&"--insecure-registry=10.0.2.2:5000".to_string()));
+        assert_eq!(
+            fs::read(dir.path().join("etc/docker/certs.d/10.0.2.2:5000/ca.crt")).expect("ca"),
+            b"PEM"
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ mod docker;
 mod none;
 mod ping;
 mod podman;
+pub mod registry;
 
 use std::future::Future;
 use std::io;
@@ -12,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use thiserror::Error;
-use vcontainer_protocol::{EngineKind, ExitStatus};
+use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig};
 
 pub use docker::Docker;
 pub use none::NoEngine;
@@ -95,6 +96,23 @@ pub trait Engine: Send + Sync {
     fn stop(&self) -> BoxFuture<'_, Result<(), EngineError>>;
 
     fn is_running(&self) -> bool;
+
+    /// The engine's API unix socket (`Request::EngineApi` connects to it); `None` if it has none.
+    fn api_socket(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Where the engine's tools read registry credentials as root without environment variables
+    /// (`Request::SetAuth` writes it); `None` if this engine uses no registries.
+    fn auth_file(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Applies the host's registry settings (insecure registries, default registry, CA). Called
+    /// before the engine starts; a running engine keeps what it started with.
+    fn configure_registry(&self, _registry: &RegistryConfig) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// Builds the adapter for `kind`.

@@ -1,5 +1,7 @@
 //! No engine: host test mode, or a guest image without one. Storage is a plain directory.
 
+use std::path::PathBuf;
+
 use vcontainer_protocol::EngineKind;
 
 use super::{BoxFuture, Engine, EngineError};
@@ -42,5 +44,10 @@ impl Engine for NoEngine {
 
     fn is_running(&self) -> bool {
         false
+    }
+
+    /// Host mode only: `<state-dir>/run/engine-api.sock`, where a test serves a stand-in.
+    fn api_socket(&self) -> Option<PathBuf> {
+        (!self.layout.guest).then(|| self.layout.run_dir.join("engine-api.sock"))
     }
 }

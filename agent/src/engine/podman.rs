@@ -2,12 +2,12 @@
 //! guest needs; every podman/skopeo process then uses the storage directly.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vcontainer_protocol::EngineKind;
+use vcontainer_protocol::{EngineKind, RegistryConfig};
 
-use super::{BoxFuture, Engine, EngineError};
+use super::{registry, BoxFuture, Engine, EngineError};
 use crate::layout::Layout;
 
 /// A drop-in (always written) rather than containers.conf itself, so it wins over whatever the
@@ -110,6 +110,40 @@ impl Engine for Podman {
     fn is_running(&self) -> bool {
         self.prepared.load(Ordering::SeqCst)
     }
+
+    /// containers/image's default for root when XDG_RUNTIME_DIR is unset (podman and skopeo
+    /// read it without REGISTRY_AUTH_FILE): `/run/containers/0/auth.json`.
+    fn auth_file(&self) -> Option<PathBuf> {
+        Some(self.layout.run_dir.join("containers/0/auth.json"))
+    }
+
+    /// A `registries.conf.d` drop-in (insecure registries, the default for short names) and the
+    /// CA in `/etc/containers/certs.d/<host>/ca.crt`.
+    fn configure_registry(&self, registry: &RegistryConfig) -> Result<(), EngineError> {
+        let conf_dir = self.layout.etc_dir.join("containers");
+        let err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| EngineError::Config {
+                engine: "podman",
+                path,
+                source,
+            }
+        };
+        let certs_d = conf_dir.join("certs.d");
+        registry::install_ca(&certs_d, registry).map_err(err(&certs_d))?;
+        let dropin_dir = conf_dir.join("registries.conf.d");
+        let dropin = dropin_dir.join(registry::PODMAN_DROPIN);
+        match registry::podman_registries_conf(registry) {
+            Some(conf) => {
+                fs::create_dir_all(&dropin_dir).map_err(err(&dropin_dir))?;
+                fs::write(&dropin, conf).map_err(err(&dropin))?;
+            }
+            None => {
+                let _ = fs::remove_file(&dropin);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +175,37 @@ mod tests {
         podman.stop().await.expect("stop");
         assert!(!podman.is_running());
         assert!(storage_conf(Path::new("/g"), Path::new("/r")).contains("graphroot = \"/g\""));
+    }
+
+    #[test]
+    fn registry_settings_become_a_dropin_and_certs_d() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::host(dir.path().to_path_buf(), EngineKind::Podman);
+        let podman = Podman::new(layout);
+        podman
+            .configure_registry(&RegistryConfig {
+                default: Some("10.0.2.2:5000".into()),
+                insecure: vec!["10.0.2.2:5000".into()],
+                secure: false,
+                ca_cert: Some(b"PEM".to_vec()),
+            })
+            .expect("configure");
+        let etc = dir.path().join("etc/containers");
+        let dropin =
+            fs::read_to_string(etc.join("registries.conf.d/50-vcontainer.conf")).expect("drop-in");
+        assert!(dropin.contains("unqualified-search-registries = [\"10.0.2.2:5000\"]"));
+        assert!(dropin.contains("location = \"10.0.2.2:5000\"\ninsecure = true"));
+        assert_eq!(
+            fs::read(etc.join("certs.d/10.0.2.2:5000/ca.crt")).expect("ca"),
+            b"PEM"
+        );
+        assert_eq!(
+            podman.auth_file(),
+            Some(dir.path().join("run/containers/0/auth.json"))
+        );
+        podman
+            .configure_registry(&RegistryConfig::default())
+            .expect("nothing");
+        assert!(!etc.join("registries.conf.d/50-vcontainer.conf").exists());
     }
 }

@@ -1,10 +1,12 @@
-//! Exec: run argv (never through a shell) and stream its output and exit status.
+//! Exec: run argv (never through a shell) and stream its output and exit status; on a
+//! pseudo-terminal when the request asks for one ([`super::pty`]).
 
 use std::path::Path;
 use std::process::Stdio;
 
 use vcontainer_protocol::{AgentMsg, ErrorKind, ExecRequest};
 
+use super::pty;
 use super::streaming::{spawn_piped, stream_child};
 use super::OpError;
 use crate::agent::Agent;
@@ -31,6 +33,11 @@ pub async fn exec(
     }
     if req.engine {
         agent.engine.start().await?;
+    }
+    if let Some(size) = req.tty {
+        let status = pty::exec_tty(agent, &req, size, rd, wr).await?;
+        wr.send(&AgentMsg::Exited(status)).await?;
+        return Ok(());
     }
     let mut cmd = process::command(argv0, &req.argv[1..], &req.env);
     cmd.stdin(if req.stdin {

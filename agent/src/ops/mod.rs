@@ -1,12 +1,15 @@
 //! Operations: one per connection. The agent sends `Hello`, reads one `Request`, and answers.
 
+mod engine_api;
 mod exec;
 mod export;
 mod get_tar;
 mod import_oci;
+mod pty;
 mod put_tar;
 mod raw_source;
 pub mod seed;
+mod set_auth;
 mod shutdown;
 mod status;
 mod streaming;
@@ -110,10 +113,8 @@ where
         Request::Status => status::status(&agent, &mut wr).await,
         Request::Shutdown => shutdown::shutdown(&agent, &mut rd, &mut wr).await,
         Request::RawSource { bytes } => raw_source::raw_source(bytes, &mut wr).await,
-        Request::SetAuth => Err(OpError::new(
-            ErrorKind::BadRequest,
-            "SetAuth is not implemented yet",
-        )),
+        Request::SetAuth => set_auth::set_auth(&agent, &mut rd, &mut wr).await,
+        Request::EngineApi => engine_api::engine_api(&agent, &mut rd, &mut wr).await,
     };
     if let Err(e) = result {
         if e.is_disconnect() {

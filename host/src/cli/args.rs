@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 #[command(
     version,
     about = "Run a container engine of another architecture in a QEMU VM, without root",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    after_help = "Engine commands (images, run, ps, exec, cp, save, load, …) take the engine's own \
+options after the command word; global options go before it."
 )]
 pub struct EngineArgs {
     /// Target architecture: aarch64 or x86_64 (default: from the program name, $VDKR_ARCH /
-    /// $VPDMN_ARCH, then the host).
+    /// $VPDMN_ARCH, the config file, then the host).
     #[arg(short = 'a', long, value_name = "ARCH", global = true)]
     pub arch: Option<String>,
     /// Use exactly this state directory.
@@ -33,22 +35,65 @@ pub struct EngineArgs {
     /// Seed the engine's storage from a tar written by --storage (implies --stateless).
     #[arg(long, value_name = "TAR", global = true)]
     pub input_storage: Option<PathBuf>,
+    /// Configuration directory (default ~/.config/vdkr resp. ~/.config/vpdmn).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
     /// Never use KVM, even where it works.
     #[arg(long, global = true)]
     pub no_kvm: bool,
+    /// Boot the guest without a network interface.
+    #[arg(long, global = true)]
+    pub no_network: bool,
+    /// Never use or auto-start a memory-resident VM: boot one for this command.
+    #[arg(long, global = true)]
+    pub no_daemon: bool,
+    /// Default registry for unqualified image names (host[:port][/namespace]).
+    #[arg(long, value_name = "HOST", global = true)]
+    pub registry: Option<String>,
+    /// No default registry, not even the configured one.
+    #[arg(long, global = true, conflicts_with = "registry")]
+    pub no_registry: bool,
+    /// Registry reached over plain HTTP or unverified TLS (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    pub insecure_registry: Vec<String>,
+    /// Verify TLS for the default registry even when it is a private address.
+    #[arg(long, global = true)]
+    pub secure_registry: bool,
+    /// CA certificate (PEM) for the default registry.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Registry auth file (docker config.json / podman auth.json; mode 0600 or 0400).
+    #[arg(long = "config", value_name = "AUTHFILE", global = true)]
+    pub auth_file: Option<PathBuf>,
+    /// Registry user for the default registry (with --registry-pass).
+    #[arg(long, value_name = "USER", global = true)]
+    pub registry_user: Option<String>,
+    /// Registry password for --registry-user. Visible in `ps`: prefer --config or `login`.
+    #[arg(
+        long,
+        visible_alias = "registry-password",
+        value_name = "PASS",
+        global = true
+    )]
+    pub registry_pass: Option<String>,
     /// Show what happens (boot, transfers, timings).
     #[arg(short = 'v', long, global = true)]
     pub verbose: bool,
     /// Print nothing but the engine's output and errors.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+    /// Machine-readable output for vcontainer's own commands (memres status/list, vstorage,
+    /// vconfig).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: EngineCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
-    /// Import an OCI image layout directory as NAME:TAG (default imported:latest).
+    /// Import an image: an OCI layout directory or archive, a docker-archive tar, or a plain
+    /// root filesystem (directory or tar), as NAME:TAG (default imported:latest).
     Vimport {
         path: PathBuf,
         #[arg(default_value = "imported:latest")]
@@ -60,30 +105,89 @@ pub enum EngineCommand {
         #[command(subcommand)]
         action: MemresAction,
     },
-    /// Any engine command (images, info, version, run, ps, inspect, rmi, tag, …), passed through
-    /// with its arguments unchanged.
+    /// Show or change the configuration (vconfig [KEY [VALUE | --reset]]).
+    Vconfig {
+        key: Option<String>,
+        value: Option<String>,
+        /// Put KEY back to its default.
+        #[arg(long, requires = "key", conflicts_with = "value")]
+        reset: bool,
+    },
+    /// State directories: list, path, df, clean.
+    Vstorage {
+        #[command(subcommand)]
+        action: Option<VstorageAction>,
+    },
+    /// Remove this instance's state (images, containers); stops its memory-resident VM first.
+    Clean,
+    /// A shell in the VM itself (not in a container).
+    Vshell,
+    /// Any engine command (images, run, vrun, ps, exec, cp, save, load, import, inspect, rmi,
+    /// tag, pull, push, login, …), with its arguments unchanged.
     #[command(external_subcommand)]
     Engine(Vec<OsString>),
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum MemresAction {
     /// Boot the VM and leave it running; later commands use it.
-    Start,
+    Start(MemresStart),
     /// Stop it gracefully (engine stopped, state disk synced and unmounted).
-    Stop,
+    Stop {
+        /// Kill it if it does not stop gracefully in time.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Stop, then start again.
-    Restart,
+    Restart {
+        /// Remove the state directory (images, containers) before starting.
+        #[arg(long)]
+        clean: bool,
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        start: MemresStart,
+    },
     /// Print `running` (exit 0) or `stopped` (exit 1).
     Status,
     /// List the instances under ~/.vdkr (resp. ~/.vpdmn) that have a memory-resident VM.
     List,
 }
 
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MemresStart {
+    /// Forward host port H to guest port G (`[IP:]H:G[/tcp|/udp]`, repeatable): containers
+    /// with --network=host serve on the host.
+    #[arg(short = 'p', long = "publish", value_name = "H:G")]
+    pub publish: Vec<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum VstorageAction {
+    /// Every state directory with its size and memory-resident status.
+    List,
+    /// Print the state directory of this arch/instance (or of ARCH).
+    Path { arch: Option<String> },
+    /// Disk use of the state disks.
+    Df,
+    /// Remove the state directory of this arch/instance, of ARCH, or all of them.
+    Clean {
+        arch: Option<String>,
+        #[arg(long, conflicts_with = "arch")]
+        all: bool,
+    },
+}
+
 /// Engine commands passed through as they are. Others are refused with a clear message rather
 /// than sent to the engine to fail there.
 pub const PASSTHROUGH: &[&str] = &[
     "images",
+    "vrun",
+    "exec",
+    "cp",
+    "save",
+    "load",
+    "import",
     "image",
     "info",
     "version",

@@ -3,14 +3,25 @@
 
 mod arch_select;
 mod args;
-mod oneshot;
+mod dispatch;
+mod docs;
+mod engine_cmd;
+mod execute;
+mod guest;
+mod host_engine;
+mod memres;
 mod project;
+mod run_options;
+mod settings;
+mod vconfig;
+mod vstorage;
 
 pub use crate::state::Tool;
 pub use arch_select::resolve_arch;
 pub use args::{EngineArgs, EngineCommand, MemresAction, PASSTHROUGH};
-pub use oneshot::main_for;
+pub use dispatch::{check_output, main_for};
 pub use project::vcontainer_main;
+pub use run_options::VolumeSpec;
 
 /// The async runtime of one CLI invocation (two workers: the CLI mostly waits on the guest).
 fn runtime(reporter: &crate::progress::Reporter) -> Option<tokio::runtime::Runtime> {

@@ -15,7 +15,7 @@ use crate::progress::Reporter;
     version,
     about = "vcontainer: container engines of other architectures in QEMU VMs"
 )]
-struct ProjectArgs {
+pub(super) struct ProjectArgs {
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
     #[arg(short = 'q', long, global = true)]
@@ -33,6 +33,17 @@ enum ProjectCommand {
     },
     /// Measure boot, engine start, transfers and one-shot commands; prints a table.
     Bench(crate::bench::BenchArgs),
+    /// Write man pages of vdkr, vpdmn and vcontainer (and their subcommands) into DIR.
+    Man {
+        #[arg(long, value_name = "DIR", default_value = "man")]
+        out: std::path::PathBuf,
+    },
+    /// Print a shell completion script (e.g. `vcontainer completions bash vdkr > /etc/bash_completion.d/vdkr`).
+    Completions {
+        shell: clap_complete::Shell,
+        #[arg(default_value = "vdkr", value_parser = clap::builder::PossibleValuesParser::new(super::docs::PROGRAMS))]
+        program: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,5 +111,18 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             Ok(())
         }
         ProjectCommand::Bench(b) => crate::bench::run(b, reporter).await,
+        ProjectCommand::Man { out } => {
+            let pages = super::docs::write_man_pages(&out)?;
+            reporter.notice(format!(
+                "{} man pages written to {}",
+                pages.len(),
+                out.display()
+            ));
+            Ok(())
+        }
+        ProjectCommand::Completions { shell, program } => {
+            super::docs::print_completions(shell, &program);
+            Ok(())
+        }
     }
 }

@@ -1,17 +1,25 @@
 //! Operations the host runs against an agent, one connection each.
 
+mod auth;
+mod copy;
+mod engine_api;
 mod exec;
 mod export;
 mod files;
 mod import;
+mod interactive;
 mod oci_layout;
 mod simple;
 mod stream;
 
+pub use auth::set_auth;
+pub use copy::{copy_in, copy_out};
+pub use engine_api::ApiProxy;
 pub use exec::{exec, ExecIo};
 pub use export::export_storage;
 pub use files::{get_tar, put_dir};
 pub use import::import_oci;
+pub use interactive::{exec_interactive, exec_on_terminal, TtyIo};
 pub use oci_layout::{validate_oci_layout, OciLayoutError, ValidatedLayout};
 pub use simple::{raw_source, raw_source_with_progress, shutdown, status};
 pub use stream::{

@@ -50,6 +50,9 @@ pub struct InstanceRecord {
     pub backend: Option<ProcessRecord>,
     /// The guest CID when the kernel vhost-vsock transport is used.
     pub guest_cid: Option<u32>,
+    /// Host ports QEMU forwards into the VM (`memres start -p`).
+    #[serde(default)]
+    pub ports: Vec<crate::guest_options::PortForward>,
 }
 
 impl InstanceRecord {
@@ -70,6 +73,7 @@ impl InstanceRecord {
             qemu,
             backend,
             guest_cid,
+            ports: Vec::new(),
         }
     }
 

@@ -34,6 +34,12 @@ pub enum VmError {
         log_tail: String,
     },
 
+    #[error("cannot forward host port {forward}: {source} (is another program or VM using host port {port}/{proto}? pick another with -p HOST:GUEST)", port = forward.host, proto = forward.proto)]
+    PortUnavailable {
+        forward: crate::guest_options::PortForward,
+        source: std::io::Error,
+    },
+
     #[error("invalid VM spec: {0}")]
     InvalidSpec(String),
 

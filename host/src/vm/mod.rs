@@ -11,6 +11,7 @@ pub use accel::{choose_accel, AccelChoice, KvmFacts};
 pub use backend::{kernel_vsock_usable, pick_guest_cid, qemu_log_says_cid_in_use, VsockBackend};
 pub use error::VmError;
 pub use qemu::{
-    kernel_cmdline, qemu_argv, qemu_binary, qemu_package, Accel, Machine, VmSpec, VsockDevice,
+    kernel_cmdline, netdev_user, qemu_argv, qemu_binary, qemu_package, Accel, Machine, VmSpec,
+    VsockDevice,
 };
-pub use running::{spawn_vm, DetachedVm, LaunchFiles, RunningVm};
+pub use running::{check_host_ports, spawn_vm, DetachedVm, LaunchFiles, RunningVm};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use vcontainer_initramfs::Arch;
 
 use super::VmError;
+use crate::guest_options::PortForward;
 
 /// Linux's COMMAND_LINE_SIZE on x86_64 and arm64 is 2048 bytes including the terminating NUL; a longer
 /// command line is truncated silently by the boot code, so we refuse it instead.
@@ -93,6 +94,11 @@ pub struct VmSpec {
     /// Extra kernel arguments, appended last (e.g. `vcontainer.engine=docker`). Never credentials: the
     /// command line is readable by every user in the guest and in the host's `ps`.
     pub kernel_args: Vec<String>,
+    /// QEMU user networking (slirp: guest 10.0.2.15, host and gateway 10.0.2.2, DNS 10.0.2.3)
+    /// on a virtio-net NIC; false: no NIC at all.
+    pub network: bool,
+    /// Host ports QEMU forwards into the guest; needs `network`.
+    pub port_forwards: Vec<PortForward>,
 }
 
 impl VmSpec {
@@ -123,6 +129,22 @@ impl VmSpec {
             return Err(VmError::InvalidSpec(format!(
                 "kernel argument {bad:?} is empty or contains a space, quote or control character"
             )));
+        }
+        if !self.network && !self.port_forwards.is_empty() {
+            return Err(VmError::InvalidSpec(
+                "port forwards need the guest network (drop --no-network)".into(),
+            ));
+        }
+        for (i, a) in self.port_forwards.iter().enumerate() {
+            if let Some(b) = self.port_forwards[..i]
+                .iter()
+                .find(|b| b.host == a.host && b.proto == a.proto)
+            {
+                return Err(VmError::InvalidSpec(format!(
+                    "host port {}/{} is forwarded twice ({b} and {a})",
+                    a.host, a.proto
+                )));
+            }
         }
         let cmdline = kernel_cmdline(self);
         if cmdline.len() > MAX_KERNEL_CMDLINE {
@@ -193,8 +215,11 @@ pub fn qemu_argv(spec: &VmSpec) -> Vec<OsString> {
         "none",
         "-no-reboot",
     ]);
-    // No network: inputs and outputs travel over vsock only.
-    argv.args(["-nic", "none"]);
+    // Inputs and outputs travel over vsock only; the network is for registries and port
+    // forwards and is attached with the other virtio devices below.
+    if !spec.network {
+        argv.args(["-nic", "none"]);
+    }
 
     let mut machine = spec.machine.name().to_string();
     if vhost_user {
@@ -270,6 +295,12 @@ pub fn qemu_argv(spec: &VmSpec) -> Vec<OsString> {
             .arg(format!("{},drive=state", virtio("virtio-blk")));
     }
 
+    if spec.network {
+        argv.arg("-netdev").arg(netdev_user(&spec.port_forwards));
+        argv.arg("-device")
+            .arg(format!("{},netdev=net0", virtio("virtio-net")));
+    }
+
     // Entropy at boot: Go daemons (dockerd, containerd) block on getrandom() until the pool is seeded.
     argv.arg("-device").arg(virtio("virtio-rng"));
 
@@ -289,6 +320,19 @@ pub fn qemu_argv(spec: &VmSpec) -> Vec<OsString> {
         }
     }
     argv.0
+}
+
+/// `-netdev user` with one `hostfwd` per forward: host `bind:host` to the guest's `guest` port
+/// (an empty guest address is the guest's DHCP/static address 10.0.2.15).
+pub fn netdev_user(forwards: &[PortForward]) -> String {
+    let mut opt = String::from("user,id=net0");
+    for f in forwards {
+        opt.push_str(&format!(
+            ",hostfwd={}:{}:{}-:{}",
+            f.proto, f.bind, f.host, f.guest
+        ));
+    }
+    opt
 }
 
 /// `prefix` + `path` with commas doubled (QEMU's option escaping) + `suffix`, byte-exact for
@@ -338,6 +382,8 @@ mod tests {
             vsock,
             console_log: "/st/console.log".into(),
             kernel_args: vec!["vcontainer.engine=docker".into()],
+            network: false,
+            port_forwards: vec![],
         }
     }
 
@@ -516,6 +562,72 @@ mod tests {
         let mut s = spec(Arch::Aarch64, Accel::Tcg, vhost_user());
         s.cpus = 0;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn no_network_means_no_nic() {
+        let argv = strings(&qemu_argv(&spec(Arch::X86_64, Accel::Tcg, vhost_user())));
+        assert_eq!(values(&argv, "-nic"), ["none"]);
+        assert!(values(&argv, "-netdev").is_empty());
+        assert!(!values(&argv, "-device").iter().any(|d| d.contains("net")));
+    }
+
+    #[test]
+    fn user_network_with_forwards_host_to_guest_port() {
+        let mut s = spec(Arch::Aarch64, Accel::Tcg, vhost_user());
+        s.network = true;
+        s.port_forwards = vec![
+            "8080:80".parse().expect("pf"),
+            "127.0.0.1:5353:53/udp".parse().expect("pf"),
+        ];
+        s.validate().expect("valid");
+        let argv = strings(&qemu_argv(&s));
+        assert!(values(&argv, "-nic").is_empty());
+        assert_eq!(
+            values(&argv, "-netdev"),
+            ["user,id=net0,hostfwd=tcp:0.0.0.0:8080-:80,hostfwd=udp:127.0.0.1:5353-:53"]
+        );
+        assert_eq!(
+            values(&argv, "-device"),
+            [
+                "virtio-blk-pci,drive=rootfs",
+                "virtio-blk-pci,drive=state",
+                "virtio-net-pci,netdev=net0",
+                "virtio-rng-pci",
+                "vhost-user-vsock-pci,chardev=vsock"
+            ]
+        );
+        s.port_forwards.clear();
+        let argv = strings(&qemu_argv(&s));
+        assert_eq!(values(&argv, "-netdev"), ["user,id=net0"]);
+    }
+
+    #[test]
+    fn microvm_network_is_virtio_mmio() {
+        let mut s = spec(Arch::X86_64, Accel::Tcg, vhost_user());
+        s.machine = Machine::Microvm;
+        s.network = true;
+        let argv = strings(&qemu_argv(&s));
+        assert!(values(&argv, "-device").contains(&"virtio-net-device,netdev=net0".to_string()));
+    }
+
+    #[test]
+    fn forwards_need_network_and_distinct_host_ports() {
+        let mut s = spec(Arch::X86_64, Accel::Tcg, vhost_user());
+        s.port_forwards = vec!["8080:80".parse().expect("pf")];
+        let err = s.validate().expect_err("no network").to_string();
+        assert!(err.contains("--no-network"), "{err}");
+        s.network = true;
+        s.port_forwards
+            .push("127.0.0.1:8080:81".parse().expect("pf"));
+        let err = s.validate().expect_err("twice").to_string();
+        assert!(
+            err.contains("host port 8080/tcp is forwarded twice"),
+            "{err}"
+        );
+        // Same number, other protocol: two different host sockets.
+        s.port_forwards[1] = "8080:80/udp".parse().expect("pf");
+        s.validate().expect("tcp and udp may share a number");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use super::backend::{find_in_path, read_end, VsockBackend, DEFAULT_BACKEND_DEADLINE};
 use super::qemu::{qemu_argv, qemu_binary, qemu_package, VmSpec, VsockDevice};
 use super::VmError;
+use crate::guest_options::{PortForward, PortProto};
 
 /// How long QEMU gets to exit on SIGTERM before SIGKILL. It exits in well under 100 ms when idle.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -51,6 +52,24 @@ pub struct RunningVm {
 /// Starts the vsock backend (for [`VsockDevice::VhostUser`]) and waits until it listens, then QEMU.
 /// Returns as soon as QEMU is spawned: readiness is the agent's `Hello`, which the caller awaits on
 /// its transport with a boot deadline.
+/// Binds every forwarded host port once before QEMU does: QEMU's own failure names only the rule,
+/// late in its log, after the backend started. (A port taken between this check and QEMU's bind
+/// still fails QEMU, with that rule in the QEMU log the boot error shows.)
+pub fn check_host_ports(forwards: &[PortForward]) -> Result<(), VmError> {
+    for f in forwards {
+        let addr = std::net::SocketAddrV4::new(f.bind, f.host);
+        let bound = match f.proto {
+            PortProto::Tcp => std::net::TcpListener::bind(addr).map(drop),
+            PortProto::Udp => std::net::UdpSocket::bind(addr).map(drop),
+        };
+        bound.map_err(|source| VmError::PortUnavailable {
+            forward: *f,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError> {
     spec.validate()?;
     let binary = qemu_binary(spec.arch);
@@ -58,6 +77,8 @@ pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError
         binary,
         package: qemu_package(spec.arch),
     })?;
+
+    check_host_ports(&spec.port_forwards)?;
 
     let backend = match &spec.vsock {
         VsockDevice::VhostUser { socket } => Some(VsockBackend::start(
@@ -247,6 +268,19 @@ fn strip_escapes(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_host_port_is_named_in_the_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let forward: PortForward = format!("127.0.0.1:{port}:80").parse().expect("pf");
+        let err = check_host_ports(&[forward])
+            .expect_err("in use")
+            .to_string();
+        assert!(err.contains(&format!("host port {port}/tcp")), "{err}");
+        drop(taken);
+        check_host_ports(&[forward]).expect("free again");
+    }
 
     #[test]
     fn tail_keeps_the_last_lines_and_strips_control_characters() {

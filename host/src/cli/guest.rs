@@ -1,0 +1,158 @@
+//! Where a command runs: the memory-resident VM of its state directory if one runs (or is
+//! auto-started), else a VM booted for this command alone and shut down after it.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::settings::Settings;
+use crate::guest_options::GuestOptions;
+use crate::images::ensure_image;
+use crate::instance::{resolve_state, Instance, InstanceConfig, StateChoice};
+use crate::progress::Reporter;
+use crate::resident::Resident;
+use crate::transport::Transport;
+
+/// A guest ready for operations.
+pub enum Guest {
+    Resident(Resident),
+    OneShot(Box<Instance>),
+}
+
+impl Guest {
+    pub fn transport(&self) -> &dyn Transport {
+        match self {
+            Guest::Resident(r) => r.transport(),
+            Guest::OneShot(i) => i.transport(),
+        }
+    }
+
+    pub fn resident(&self) -> Option<&Resident> {
+        match self {
+            Guest::Resident(r) => Some(r),
+            Guest::OneShot(_) => None,
+        }
+    }
+
+    /// The last lines of the guest console (one-shot VMs; a resident VM's console is its log).
+    pub fn console_tail(&self, lines: usize) -> String {
+        match self {
+            Guest::Resident(_) => String::new(),
+            Guest::OneShot(i) => i.console_tail(lines),
+        }
+    }
+
+    /// Shuts a one-shot VM down cleanly; a resident VM stays.
+    pub async fn finish(self, reporter: &Reporter) -> Result<()> {
+        match self {
+            Guest::Resident(_) => Ok(()),
+            Guest::OneShot(i) => i
+                .shutdown(reporter)
+                .await
+                .context("the guest did not shut down cleanly"),
+        }
+    }
+}
+
+/// Options that only act when a VM boots, as given on this command line (for the refusal when a
+/// resident VM already runs).
+#[derive(Debug, Default, Clone)]
+pub struct BootOnly {
+    pub given: Vec<&'static str>,
+}
+
+/// The resident VM of this command's state directory, if one runs.
+pub fn find_resident(settings: &Settings) -> Result<Option<Resident>> {
+    if settings.no_daemon || matches!(settings.state, StateChoice::Stateless) {
+        return Ok(None);
+    }
+    let (dir, _) = resolve_state(settings.tool, settings.arch, &settings.state)?;
+    Ok(Resident::find(&dir)?)
+}
+
+/// Finds, auto-starts or boots the guest for one command. `guest` are the boot-time options
+/// (with this command's port forwards).
+pub async fn acquire(
+    settings: &Settings,
+    guest: GuestOptions,
+    boot_only: &BootOnly,
+    no_kvm: bool,
+    input_storage: Option<&Path>,
+    reporter: &Reporter,
+) -> Result<Guest> {
+    if let Some(resident) = find_resident(settings)? {
+        refuse_boot_options(settings, boot_only, &resident)?;
+        reporter.debug(format!(
+            "using the memory-resident VM (QEMU pid {})",
+            resident.record.qemu.pid
+        ));
+        return Ok(Guest::Resident(resident));
+    }
+    let persistent = !matches!(settings.state, StateChoice::Stateless);
+    if settings.auto_daemon && persistent {
+        reporter.notice("starting a memory-resident VM (auto-daemon=true; `vconfig auto-daemon false` to boot per command)");
+        let resident = start_resident(settings, guest, no_kvm, reporter).await?;
+        return Ok(Guest::Resident(resident));
+    }
+    let image = ensure_image(settings.arch, reporter).await?;
+    let config = InstanceConfig {
+        tool: settings.tool,
+        arch: settings.arch,
+        state: settings.state.clone(),
+        input_storage: input_storage.map(Path::to_path_buf),
+        no_kvm,
+        guest: GuestOptions {
+            idle_timeout_secs: 0,
+            ..guest
+        },
+    };
+    let instance = Instance::boot(&config, &image, reporter).await?;
+    Ok(Guest::OneShot(Box::new(instance)))
+}
+
+/// Boots a VM for this state directory and leaves it running.
+pub async fn start_resident(
+    settings: &Settings,
+    guest: GuestOptions,
+    no_kvm: bool,
+    reporter: &Reporter,
+) -> Result<Resident> {
+    let image = ensure_image(settings.arch, reporter).await?;
+    let config = InstanceConfig {
+        tool: settings.tool,
+        arch: settings.arch,
+        state: settings.state.clone(),
+        input_storage: None,
+        no_kvm,
+        guest,
+    };
+    let instance = Instance::boot(&config, &image, reporter).await?;
+    let state = instance.state().clone();
+    instance.detach()?;
+    Resident::find(&state)?.context("the memory-resident VM exited right after it started")
+}
+
+/// Options that only act at boot cannot change a running VM: say so instead of ignoring them
+/// (upstream silently ignored them, §9.5).
+fn refuse_boot_options(
+    settings: &Settings,
+    boot_only: &BootOnly,
+    resident: &Resident,
+) -> Result<()> {
+    if boot_only.given.is_empty() {
+        return Ok(());
+    }
+    let n = boot_only.given.len();
+    bail!(
+        "{} only take{} effect when a VM starts, and a memory-resident VM (QEMU pid {}) already \
+         runs for {}.\nDrop {}, or restart that VM with {}: `{} {} … memres restart`",
+        boot_only.given.join(", "),
+        if n == 1 { "s" } else { "" },
+        resident.record.qemu.pid,
+        resident.state.root().display(),
+        if n == 1 { "it" } else { "them" },
+        if n == 1 { "it" } else { "them" },
+        settings.tool.name(),
+        boot_only.given.join(" "),
+    )
+}
