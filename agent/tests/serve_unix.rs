@@ -593,3 +593,54 @@ fn the_binary_serves_and_exits_on_shutdown() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `BootConfig.idle_timeout_secs`: the agent shuts itself down after that long without an
+/// operation, but not while one is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_shuts_down_only_when_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("control.sock");
+    let listener = UnixListener::bind(&control).expect("bind");
+    let host_side = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut c = Client::from_stream(stream).await;
+        c.send(HostMsg::Boot(BootConfig {
+            start_engine: true,
+            idle_timeout_secs: 1,
+            ..Default::default()
+        }))
+        .await;
+        c.recv().await
+    });
+    let args = ServeArgs {
+        listen_unix: dir.path().join("agent.sock"),
+        dial_unix: Some(control),
+        engine: EngineKind::None,
+        state_dir: Some(dir.path().join("state")),
+        debug: false,
+    };
+    let host = HostAgent::start(args).await.expect("agent starts");
+    assert!(matches!(host_side.await.expect("host"), AgentMsg::Ready(_)));
+
+    // An operation lasting 3 s keeps it up past the 1 s timeout.
+    let started = Instant::now();
+    let mut c = Client::request(
+        &dir.path().join("agent.sock"),
+        Request::Exec(ExecRequest {
+            argv: vec!["sleep".into(), "3".into()],
+            ..Default::default()
+        }),
+    )
+    .await;
+    loop {
+        if let AgentMsg::Exited(status) = c.recv().await {
+            assert_eq!(status, ExitStatus::Code(0));
+            break;
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    // Then idle: it stops within a few check intervals.
+    tokio::time::timeout(Duration::from_secs(10), host.wait())
+        .await
+        .expect("the idle agent shut down");
+}

@@ -138,7 +138,15 @@ fn cli_group(tool: &'static str, arch: Arch) {
     g.ok(&["vimport", s(&oci_tar), "ociarchive:1"]);
     g.ok(&["vimport", s(&rootfs), "rootdir:1"]);
     g.ok(&["vimport", s(&rootfs_tar), "roottar:1"]);
-    let r = g.ok(&["images"]);
+    let r = g.ok(&["-v", "images"]);
+    // vdkr answers side-independent commands with the host's docker CLI through the agent's
+    // engine API tunnel (vpdmn always runs podman in the guest).
+    assert_eq!(
+        r.stderr.contains("on the host against the guest's dockerd"),
+        tool == "vdkr",
+        "{}",
+        r.stderr
+    );
     for name in ["hello", "ociarchive", "rootdir", "roottar"] {
         assert!(r.stdout.contains(name), "{name} missing:\n{}", r.stdout);
     }
