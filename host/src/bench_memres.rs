@@ -104,6 +104,49 @@ pub async fn measure(
     Ok(s)
 }
 
+/// The same Status round trip against the agent running natively on the host over a unix socket:
+/// what the host side (CLI library, framing, transport) costs without the emulated guest.
+pub async fn host_side_round_trip(
+    work: &Path,
+    reporter: &crate::progress::Reporter,
+) -> Result<Vec<f64>> {
+    let Some(host) = Arch::host() else {
+        return Ok(Vec::new());
+    };
+    let agent = crate::agent_binary::agent_binary(host, reporter)?;
+    let dir = tempfile::tempdir_in(work)?;
+    let sock = dir.path().join("agent.sock");
+    let mut child = tokio::process::Command::new(&agent)
+        .arg("serve")
+        .arg("--listen-unix")
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the host-mode agent did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let transport = crate::transport::UnixTransport::new(&sock);
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        ops::status(&transport).await?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    let _ = child.kill().await;
+    Ok(samples)
+}
+
 /// Opens a shell on a guest pty, types one character at a time and times each echo.
 async fn keystroke_echo(resident: &Resident, keys: usize) -> Result<Vec<f64>> {
     let (mut keyboard, input) = tokio::io::duplex(64);

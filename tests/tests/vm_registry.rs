@@ -228,6 +228,28 @@ fn registry_and_port_forward(arch: Arch, tool: &str) {
         }
     };
     assert!(page.starts_with("HTTP/1."), "{page}");
+    // The forwards are QEMU's: `ps`, `memres status --json` and `memres list` show them.
+    let r = vm.run(&["ps"]);
+    r.assert_ok("ps");
+    assert!(
+        r.stdout.contains("Host port forwards") && r.stdout.contains(&format!(":{host_port}")),
+        "{}",
+        r.stdout
+    );
+    let r = vm.run(&["--json", "memres", "status"]);
+    r.assert_ok("memres status --json");
+    assert!(
+        r.stdout.contains(&format!("\"host\": {host_port}")),
+        "{}",
+        r.stdout
+    );
+    let r = vm.run(&["memres", "list"]);
+    r.assert_ok("memres list");
+    assert!(
+        r.stdout.contains(&format!("{host_port}->8080/tcp")),
+        "{}",
+        r.stdout
+    );
     vm.run(&["rm", "-f", "web"]).assert_ok("rm -f web");
     vm.stop();
 }
