@@ -3,6 +3,7 @@
 pub mod agent_binary;
 pub mod bench;
 pub mod bench_memres;
+pub mod bundling;
 pub mod cli;
 pub mod config;
 pub mod fixture;

@@ -386,6 +386,18 @@ fn cli_group(tool: &'static str, arch: Arch) {
     let r = g.ok(&["--no-daemon", "images"]);
     assert!(r.stdout.contains("hello"), "{}", r.stdout);
 
+    // A terminal session works one-shot too (a VM booted for it and shut down after).
+    let mut p = g.pty(&["--stateless", "vshell"]);
+    p.send(b"echo one-shot-$((6*7)); exit 3\r").expect("send");
+    p.expect("one-shot-42", Duration::from_secs(180))
+        .expect("one-shot vshell runs");
+    let (status, out) = p.finish(Duration::from_secs(120)).expect("finish");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "one-shot vshell: {out}"
+    );
+
     g.ok(&["vconfig", "idle-timeout", "--reset"]);
     g.ok(&["vconfig", "auto-daemon", "--reset"]);
     let r = g.ok(&["clean"]);

@@ -38,6 +38,16 @@ enum ProjectCommand {
         #[arg(long, value_name = "DIR", default_value = "man")]
         out: std::path::PathBuf,
     },
+    /// Import many images in one boot per engine and write one storage tar per engine.
+    BatchImport(crate::bundling::batch::Args),
+    /// Write autostart units (systemd for docker, Quadlet for podman) for BUNDLED_CONTAINERS.
+    Units(crate::bundling::units::Args),
+    /// Install an engine storage tar into a target root filesystem.
+    InstallStorage(crate::bundling::rootfs::Args),
+    /// Bundle packages: create or consume /usr/share/container-bundles.
+    Bundle(crate::bundling::bundle::Args),
+    /// Fetch a remote image by digest as an OCI layout for the target arch.
+    Fetch(crate::bundling::remote::Args),
     /// Print a shell completion script (e.g. `vcontainer completions bash vdkr > /etc/bash_completion.d/vdkr`).
     Completions {
         shell: clap_complete::Shell,
@@ -120,6 +130,11 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             ));
             Ok(())
         }
+        ProjectCommand::BatchImport(a) => crate::bundling::batch::run(a, reporter).await,
+        ProjectCommand::Units(a) => crate::bundling::units::run(a, reporter).await,
+        ProjectCommand::InstallStorage(a) => crate::bundling::rootfs::run(a, reporter).await,
+        ProjectCommand::Bundle(a) => crate::bundling::bundle::run(a, reporter).await,
+        ProjectCommand::Fetch(a) => crate::bundling::remote::run(a, reporter).await,
         ProjectCommand::Completions { shell, program } => {
             super::docs::print_completions(shell, &program);
             Ok(())

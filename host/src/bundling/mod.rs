@@ -1,0 +1,11 @@
+//! Build-time bundling (what image builds call): batch import of many images in one boot,
+//! the BUNDLED_CONTAINERS grammar, autostart units, installing storage into a target rootfs,
+//! bundle packages and remote images fetched by digest. Upstream: container-cross-install.bbclass,
+//! container-bundle.bbclass and `vrunner.sh --batch-import`.
+
+pub mod batch;
+pub mod bundle;
+pub mod remote;
+pub mod rootfs;
+pub mod spec;
+pub mod units;

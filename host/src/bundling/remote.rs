@@ -1,0 +1,9 @@
+//! Remote images fetched by mandatory digest, target arch chosen from a multi-arch index.
+
+/// Command-line arguments of this part's `vcontainer` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_args: Args, _reporter: &crate::progress::Reporter) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
