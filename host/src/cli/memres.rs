@@ -248,8 +248,8 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<16} {:<8} {:<7} {:<9} PORTS",
-        "INSTANCE", "ARCH", "ENGINE", "QEMU PID"
+        "{:<16} {:<8} {:<7} {:<8} {:<9} PORTS",
+        "INSTANCE", "ARCH", "ENGINE", "STATUS", "QEMU PID"
     );
     for r in &rows {
         let ports: Vec<String> = r
@@ -258,10 +258,11 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
             .map(|p| format!("{}->{}/{}", p.host, p.guest, proto(p.proto)))
             .collect();
         println!(
-            "{:<16} {:<8} {:<7} {:<9} {}",
+            "{:<16} {:<8} {:<7} {:<8} {:<9} {}",
             r.instance,
             r.arch,
             r.engine,
+            "running",
             r.qemu_pid,
             ports.join(",")
         );
