@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Skip the memory-resident vs one-shot command figures.
     #[arg(long)]
     pub no_memres: bool,
+    /// Also measure batch import of 10 images in one boot vs 10 one-shot `vdkr vimport` runs.
+    #[arg(long)]
+    pub batch: bool,
 }
 
 /// Samples per (figure, arch).
@@ -138,6 +141,13 @@ const ROWS: &[(&str, &str, usize, &str, &str, &str)] = &[
     ("keystroke echo (vshell, raw tty)", "ms", 0, "", "", ""),
     ("`vdkr memres stop`", "s", 2, "≤ 2", "8.1", "8.1"),
     ("`vpdmn memres stop`", "s", 2, "≤ 2", "", ""),
+    (crate::bench_batch::BATCH_TOTAL, "s", 1, "", "", ""),
+    (crate::bench_batch::BATCH_BOOT, "s", 1, "", "", ""),
+    (crate::bench_batch::BATCH_ENGINE, "s", 1, "", "", ""),
+    (crate::bench_batch::BATCH_IMPORTS, "s", 1, "", "", ""),
+    (crate::bench_batch::BATCH_EXPORT, "s", 1, "", "", ""),
+    (crate::bench_batch::ONESHOT_TOTAL, "s", 1, "", "", ""),
+    (crate::bench_batch::RATIO, "x", 1, "", "", ""),
 ];
 
 pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
@@ -193,6 +203,14 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
                     let ms = ROWS.iter().any(|r| r.0 == name && r.1 == "ms");
                     f.add(&name, arch, if ms { value * 1000.0 } else { value });
                 }
+            }
+        }
+        for i in (1..=runs).filter(|_| args.batch) {
+            reporter.notice(format!("{arch}: batch vs one-shot run {i}/{runs}"));
+            for (name, v) in
+                crate::bench_batch::measure(arch, &busybox, work.path(), reporter).await?
+            {
+                f.add(&name, arch, v);
             }
         }
         if !args.no_oneshot {

@@ -1,6 +1,7 @@
 //! `vimport PATH [NAME:TAG]`: what PATH is, and how each kind gets into the engine.
 //!
-//! * OCI layout directory → validated on the host, sent with ImportOci (skopeo in the guest).
+//! * OCI layout directory → validated on the host, sent with ImportOci (skopeo in the guest);
+//!   of a multi-arch layout only the guest arch's manifest and its blobs (ops::oci_platform).
 //! * OCI archive (a tar of a layout) → unpacked safely on the host into a temporary directory,
 //!   validated, then as a layout. Unpacking costs a local copy but gives the same blob digest
 //!   checks and error messages as a layout directory before anything reaches the guest.
@@ -24,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
 use crate::host_tar::{pack_stream, safe_relative, unpack_safely, Limits};
-use crate::ops::{exec, import_oci, validate_oci_layout, ExecIo, OciLayoutError, OpError};
+use crate::ops::oci_platform::import_oci_for_guest;
+use crate::ops::{exec, validate_oci_layout, ExecIo, OciLayoutError, OpError};
 use crate::transport::Transport;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,6 +409,19 @@ async fn with_progress<T>(
     }
 }
 
+/// Unpacks the OCI archive `file` (compressed or not) safely into `dest` and validates the layout.
+pub fn unpack_oci_archive(file: &Path, dest: &Path) -> Result<(), ImportError> {
+    let mut input = TarInput::open(file)?;
+    input.with_archive(|r| {
+        unpack_safely(r, dest, &Limits::default()).map_err(|e| ImportError::NotATar {
+            path: file.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })?;
+    validate_oci_layout(dest)?;
+    Ok(())
+}
+
 fn engine_exec(argv: Vec<String>) -> ExecRequest {
     ExecRequest {
         argv,
@@ -461,7 +476,8 @@ pub async fn vimport(
         ImportSource::OciLayout(dir) => {
             let c = count.clone();
             let mut report = move |n: u64| c.store(n, Ordering::Relaxed);
-            let fut = import_oci(transport, dir, reference, stdout, stderr, &mut report);
+            // Only the guest arch's manifest of a multi-arch layout is sent.
+            let fut = import_oci_for_guest(transport, dir, reference, stdout, stderr, &mut report);
             with_progress(fut, &count, progress).await
         }
         ImportSource::OciArchive(file) => {
@@ -473,26 +489,16 @@ pub async fn vimport(
                     source,
                 })?;
             let (file2, dest) = (file.clone(), tmp.path().to_path_buf());
-            let unpacked = tokio::task::spawn_blocking(move || -> Result<(), ImportError> {
-                let mut input = TarInput::open(&file2)?;
-                input.with_archive(|r| {
-                    unpack_safely(r, &dest, &Limits::default()).map_err(|e| ImportError::NotATar {
-                        path: file2.clone(),
-                        reason: e.to_string(),
-                    })
+            let unpacked = tokio::task::spawn_blocking(move || unpack_oci_archive(&file2, &dest))
+                .await
+                .map_err(|e| OpError::Io {
+                    context: format!("unpacking {}", file.display()),
+                    source: io::Error::other(e.to_string()),
                 })?;
-                validate_oci_layout(&dest)?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| OpError::Io {
-                context: format!("unpacking {}", file.display()),
-                source: io::Error::other(e.to_string()),
-            })?;
             unpacked.map_err(import_err)?;
             let c = count.clone();
             let mut report = move |n: u64| c.store(n, Ordering::Relaxed);
-            let fut = import_oci(
+            let fut = import_oci_for_guest(
                 transport,
                 tmp.path(),
                 reference,

@@ -2,6 +2,7 @@
 
 pub mod agent_binary;
 pub mod bench;
+pub mod bench_batch;
 pub mod bench_memres;
 pub mod bundling;
 pub mod cli;

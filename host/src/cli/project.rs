@@ -40,6 +40,8 @@ enum ProjectCommand {
     },
     /// Import many images in one boot per engine and write one storage tar per engine.
     BatchImport(crate::bundling::batch::Args),
+    /// Parse (and with --deploy-dir resolve) a BUNDLED_CONTAINERS value; prints the entries.
+    Spec(crate::bundling::spec::Args),
     /// Write autostart units (systemd for docker, Quadlet for podman) for BUNDLED_CONTAINERS.
     Units(crate::bundling::units::Args),
     /// Install an engine storage tar into a target root filesystem.
@@ -131,6 +133,7 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             Ok(())
         }
         ProjectCommand::BatchImport(a) => crate::bundling::batch::run(a, reporter).await,
+        ProjectCommand::Spec(a) => crate::bundling::spec::run(a, reporter).await,
         ProjectCommand::Units(a) => crate::bundling::units::run(a, reporter).await,
         ProjectCommand::InstallStorage(a) => crate::bundling::rootfs::run(a, reporter).await,
         ProjectCommand::Bundle(a) => crate::bundling::bundle::run(a, reporter).await,

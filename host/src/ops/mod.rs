@@ -9,6 +9,7 @@ mod files;
 mod import;
 mod interactive;
 mod oci_layout;
+pub mod oci_platform;
 mod simple;
 mod stream;
 

@@ -130,7 +130,7 @@ async fn forward_chunks(
 }
 
 /// Runs a blocking producer that writes into a [`ChunkSender`], and streams what it writes.
-async fn stream_from_producer<F>(
+pub(super) async fn stream_from_producer<F>(
     writer: &mut ConnWriter,
     what: String,
     progress: StreamProgress<'_>,
