@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod bundle;
+pub mod populate;
 pub mod remote;
 pub mod rootfs;
 pub mod spec;

@@ -300,6 +300,9 @@ pub fn check_storage_tar(path: &Path, top: &str) -> Result<u64> {
                     ));
                 }
             }
+            // dockerd's probe of the backing filesystem: a block device it recreates at start;
+            // it is left out of the install (upstream excluded it too).
+            E::Block if joined == BACKING_FS_BLOCK_DEV => {}
             other => {
                 return Err(bad(
                     &name_str,
@@ -315,6 +318,9 @@ pub fn check_storage_tar(path: &Path, top: &str) -> Result<u64> {
     Ok(count)
 }
 
+/// Docker's backing-filesystem probe device in its storage (not installed: dockerd recreates it).
+const BACKING_FS_BLOCK_DEV: &str = "docker/volumes/backingFsBlockDev";
+
 /// GNU tar's argv to extract `archive` into `dest`, keeping owners, modes, xattrs and devices.
 pub fn gnu_tar_args(archive: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
     let mut v: Vec<std::ffi::OsString> = [
@@ -327,6 +333,8 @@ pub fn gnu_tar_args(archive: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
         "--xattrs-include=*",
         "--delay-directory-restore",
         "--warning=no-timestamp",
+        "--exclude",
+        BACKING_FS_BLOCK_DEV,
         "--file",
     ]
     .iter()

@@ -38,6 +38,9 @@ enum ProjectCommand {
         #[arg(long, value_name = "DIR", default_value = "man")]
         out: std::path::PathBuf,
     },
+    /// Fill a target rootfs: BUNDLED_CONTAINERS and bundle packages imported on top of its
+    /// storage (one boot per engine), autostart units written, bundles consumed.
+    PopulateRootfs(crate::bundling::populate::Args),
     /// Import many images in one boot per engine and write one storage tar per engine.
     BatchImport(crate::bundling::batch::Args),
     /// Parse (and with --deploy-dir resolve) a BUNDLED_CONTAINERS value; prints the entries.
@@ -133,6 +136,7 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             Ok(())
         }
         ProjectCommand::BatchImport(a) => crate::bundling::batch::run(a, reporter).await,
+        ProjectCommand::PopulateRootfs(a) => crate::bundling::populate::run(a, reporter).await,
         ProjectCommand::Spec(a) => crate::bundling::spec::run(a, reporter).await,
         ProjectCommand::Units(a) => crate::bundling::units::run(a, reporter).await,
         ProjectCommand::InstallStorage(a) => crate::bundling::rootfs::run(a, reporter).await,

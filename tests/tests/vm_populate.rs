@@ -1,0 +1,160 @@
+//! `vcontainer populate-rootfs` end to end on aarch64: BUNDLED_CONTAINERS from a deploy dir plus a
+//! bundle package found in the rootfs, docker and podman in one call, merged onto the storage the
+//! rootfs already has; units written; bundles consumed; the installed storage boots and lists all
+//! images. Runs as root (CI does): the storage keeps its owners and whiteout devices.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use vcontainer::fixture::write_busybox_layout;
+use vcontainer_initramfs::Arch;
+use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, Run};
+
+fn vcontainer(args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin_dir().join("vcontainer"));
+    cmd.args(args)
+        .env("VCONTAINER_CACHE_DIR", cache_dir())
+        .stdin(Stdio::null());
+    run_command(cmd)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The installed storage of `engine` in `rootfs`, as a tar `vdkr --input-storage` takes.
+fn storage_tar(rootfs: &Path, engine: &str, out: &Path) {
+    let (parent, top) = match engine {
+        "docker" => ("var/lib", "docker"),
+        _ => ("var/lib/containers", "storage"),
+    };
+    let status = Command::new("tar")
+        .args([
+            "--create",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--file",
+        ])
+        .arg(out)
+        .arg("-C")
+        .arg(rootfs.join(parent))
+        .arg(top)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+}
+
+#[test]
+fn populate_rootfs_merges_bundles_and_writes_units() {
+    let arch = Arch::Aarch64;
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let busybox = busybox_for(arch);
+    let deploy = w.join("deploy");
+    for dir in ["app-latest-oci", "db-oci"] {
+        write_busybox_layout(&deploy.join(dir), arch.oci(), &busybox, "1.0").expect("fixture");
+    }
+    let rootfs = w.join("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("rootfs");
+
+    // Round 1: docker storage with `app` only.
+    vcontainer(&[
+        "populate-rootfs",
+        "-a",
+        "aarch64",
+        "--rootfs",
+        s(&rootfs),
+        "--deploy-dir",
+        s(&deploy),
+        "--containers",
+        "app:docker:always",
+    ])
+    .assert_ok("populate round 1");
+    assert!(rootfs.join("var/lib/docker").is_dir());
+    let unit = rootfs.join("lib/systemd/system/container-app.service");
+    let text = std::fs::read_to_string(&unit).expect("docker unit");
+    assert!(
+        text.contains("app:latest"),
+        "the unit runs the imported name:tag: {text}"
+    );
+    assert!(rootfs
+        .join("etc/systemd/system/multi-user.target.wants/container-app.service")
+        .symlink_metadata()
+        .is_ok());
+
+    // Round 2: `db` for docker (merged onto `app`) and a podman bundle package in the rootfs.
+    let layout = w.join("tool-layout");
+    write_busybox_layout(&layout, arch.oci(), &busybox, "1.0").expect("fixture");
+    let bundles = rootfs.join("usr/share/container-bundles");
+    vcontainer(&[
+        "bundle",
+        "create",
+        "--out",
+        s(&bundles),
+        "--name",
+        "tool-bundle",
+        "--runtime",
+        "podman",
+        "--spec",
+        "tool:always",
+        "--oci",
+        &format!("tool={}", s(&layout)),
+    ])
+    .assert_ok("bundle create");
+    vcontainer(&[
+        "populate-rootfs",
+        "-a",
+        "aarch64",
+        "--rootfs",
+        s(&rootfs),
+        "--deploy-dir",
+        s(&deploy),
+        "--containers",
+        "db:docker",
+    ])
+    .assert_ok("populate round 2");
+    assert!(!bundles.exists(), "consumed bundles are removed");
+    let quadlet = rootfs.join("etc/containers/systemd/container-tool.container");
+    assert!(quadlet.is_file(), "the bundle's podman unit");
+    assert!(rootfs.join("var/lib/containers/storage").is_dir());
+
+    // The installed storages boot and hold everything.
+    let home = w.join("home");
+    std::fs::create_dir(&home).expect("home");
+    for (tool, engine, want) in [
+        ("vdkr", "docker", &["app", "db"][..]),
+        ("vpdmn", "podman", &["tool"][..]),
+    ] {
+        let tar: PathBuf = w.join(format!("{engine}.tar"));
+        storage_tar(&rootfs, engine, &tar);
+        let r = run_tool(
+            tool,
+            &home,
+            &["-a", "aarch64", "--input-storage", s(&tar), "images"],
+        );
+        r.assert_ok("images from the installed storage");
+        for name in want {
+            assert!(
+                r.stdout.contains(name),
+                "{engine} storage lacks {name}:\n{}",
+                r.stdout
+            );
+        }
+    }
+
+    // Bad input: nothing boots, nothing is written.
+    let r = vcontainer(&[
+        "populate-rootfs",
+        "-a",
+        "aarch64",
+        "--rootfs",
+        s(&rootfs),
+        "--deploy-dir",
+        s(&deploy),
+        "--containers",
+        "nosuch:docker",
+    ]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
+}
