@@ -1,4 +1,5 @@
 //! Support code for the integration and VM end-to-end tests in `tests/tests/`.
 
 pub mod pty;
+pub mod registry;
 pub mod vm;

@@ -5,85 +5,17 @@
 //! fails before any boot; a digest the registry does not have fails clearly. One boot per test.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
+use vcontainer_tests::registry::Registry;
 use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, Run};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// `docker-registry serve` on 127.0.0.1 (as in vm_registry.rs); killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .expect("docker-registry is not installed (.ci/install-deps installs it)");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let mut r = Registry { child, port, dir };
-        let t0 = Instant::now();
-        while http(port, "GET", "/v2/", &[], b"").is_none() {
-            if let Ok(Some(st)) = r.child.try_wait() {
-                panic!(
-                    "docker-registry exited ({st}): {}",
-                    std::fs::read_to_string(r.dir.path().join("registry.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "registry did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        r
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A response: status code, headers (lower-case names), body.
 struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
