@@ -5,7 +5,6 @@ use std::path::Path;
 use tokio::io::AsyncWrite;
 use vcontainer_protocol::{AgentMsg, ExitStatus, Request};
 
-use super::exec::ExecIo;
 use super::stream::{send_dir_as_tar, StreamProgress};
 use super::OpError;
 use crate::session::{AgentConn, SessionError};
@@ -30,16 +29,19 @@ pub async fn import_oci(
     .await?;
     let (mut reader, mut writer, _) = conn.into_split();
     send_dir_as_tar(&mut writer, layout, progress).await?;
-    let io = ExecIo {
-        stdout: out,
-        stderr: err,
-        stdin: None,
-        signals: None,
-    };
+    relay_import_output(&mut reader, out, err).await
+}
+
+/// The engine's output during an import, until its exit status.
+pub(super) async fn relay_import_output(
+    reader: &mut crate::session::ConnReader,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+    err: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<ExitStatus, OpError> {
     loop {
         match reader.recv().await? {
-            AgentMsg::Stdout(c) => super::exec::write_chunk(io.stdout, &c).await?,
-            AgentMsg::Stderr(c) => super::exec::write_chunk(io.stderr, &c).await?,
+            AgentMsg::Stdout(c) => super::exec::write_chunk(out, &c).await?,
+            AgentMsg::Stderr(c) => super::exec::write_chunk(err, &c).await?,
             AgentMsg::Exited(status) => return Ok(status),
             other => return Err(SessionError::unexpected("import output or Exited", &other).into()),
         }

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
 use tokio::io::AsyncWrite;
 use vcontainer_initramfs::Arch;
-use vcontainer_protocol::{AgentMsg, ExitStatus, Request};
+use vcontainer_protocol::{ExitStatus, Request};
 
-use super::exec::ExecIo;
 use super::stream::{stream_from_producer, StreamProgress};
 use super::OpError;
-use crate::session::{AgentConn, ConnWriter, SessionError};
+use crate::session::{AgentConn, ConnWriter};
 use crate::transport::Transport;
 
 const MAX_JSON: u64 = 4 * 1024 * 1024;
@@ -499,20 +498,7 @@ async fn finish_import(
 ) -> Result<ExitStatus, OpError> {
     let (mut reader, mut writer, _) = conn.into_split();
     send_selection_as_tar(&mut writer, sel, progress).await?;
-    let io = ExecIo {
-        stdout: out,
-        stderr: err,
-        stdin: None,
-        signals: None,
-    };
-    loop {
-        match reader.recv().await? {
-            AgentMsg::Stdout(c) => super::exec::write_chunk(io.stdout, &c).await?,
-            AgentMsg::Stderr(c) => super::exec::write_chunk(io.stderr, &c).await?,
-            AgentMsg::Exited(status) => return Ok(status),
-            other => return Err(SessionError::unexpected("import output or Exited", &other).into()),
-        }
-    }
+    super::import::relay_import_output(&mut reader, out, err).await
 }
 
 #[cfg(test)]
