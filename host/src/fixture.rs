@@ -174,6 +174,79 @@ pub fn busybox_for(
     Ok(dest)
 }
 
+/// A Debian root filesystem at `dest` made of `packages` (bookworm/trixie `.deb`s for `arch`,
+/// fetched into `cache_dir` like the guest image's), with a real dpkg database
+/// (`var/lib/dpkg/status` and `info/<pkg>.list`), as `dpkg -i` would leave it: the input the OCI
+/// builder's `packages` layers read. Unpacked with `dpkg-deb --fsys-tarfile` (an argv, no shell)
+/// and the tar crate. Returns the bytes of file content written.
+pub fn debian_rootfs(
+    arch: vcontainer_initramfs::Arch,
+    cache_dir: &Path,
+    suite: &str,
+    packages: &[&str],
+    dest: &Path,
+) -> io::Result<u64> {
+    use std::process::{Command, Stdio};
+    let info = dest.join("var/lib/dpkg/info");
+    fs::create_dir_all(&info)?;
+    let mut status = String::new();
+    let mut bytes = 0u64;
+    for pkg in packages {
+        let deb = vcontainer_initramfs::fetch_deb(arch, cache_dir, suite, pkg)
+            .map_err(|e| io::Error::other(format!("{pkg}: {e}")))?;
+        let fields = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .args(["Package", "Version", "Architecture"])
+            .output()?;
+        if !fields.status.success() {
+            return Err(io::Error::other(format!(
+                "dpkg-deb -f {}: failed",
+                deb.display()
+            )));
+        }
+        status.push_str(&String::from_utf8_lossy(&fields.stdout));
+        status.push_str("Status: install ok installed\n\n");
+        let mut child = Command::new("dpkg-deb")
+            .arg("--fsys-tarfile")
+            .arg(&deb)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout"))?;
+        let mut list = String::new();
+        let mut archive = tar::Archive::new(stdout);
+        archive.set_preserve_permissions(true);
+        archive.set_overwrite(true);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.into_owned();
+            let rel = path
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            list.push_str(if rel.is_empty() { "/." } else { "/" });
+            list.push_str(&rel);
+            list.push('\n');
+            bytes += entry.header().size().unwrap_or(0);
+            entry.unpack_in(dest)?;
+        }
+        if !child.wait()?.success() {
+            return Err(io::Error::other(format!(
+                "dpkg-deb --fsys-tarfile {}: failed",
+                deb.display()
+            )));
+        }
+        let name = pkg.to_string();
+        fs::write(info.join(format!("{name}.list")), list)?;
+    }
+    fs::write(dest.join("var/lib/dpkg/status"), status)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

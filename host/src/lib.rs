@@ -14,6 +14,7 @@ pub mod host_tar;
 pub mod images;
 pub mod import_source;
 pub mod instance;
+pub mod oci;
 pub mod ops;
 pub mod progress;
 pub mod registry;

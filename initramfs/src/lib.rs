@@ -34,6 +34,6 @@ pub use cache::BUILDER_VERSION;
 pub use error::{BuildError, ToolFailure};
 pub use image::{build, cached, BuildRequest, GuestImage};
 pub use initramfs::MODULES_ORDER_PATH;
-pub use package_file::fetch_package_file;
+pub use package_file::{fetch_deb, fetch_package_file};
 pub use progress::{Progress, Stage};
 pub use rootfs::{BASE_PACKAGES, ENGINE_PACKAGES, ROOTFS_SUITE};

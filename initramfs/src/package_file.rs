@@ -9,6 +9,32 @@ use crate::error::{BuildError, Result};
 use crate::sources::Mirrors;
 use crate::Arch;
 
+/// The newest `package` in `suite` for `arch` as a `.deb` in `cache_dir`'s package cache
+/// (downloaded unless it is there already).
+pub fn fetch_deb(
+    arch: Arch,
+    cache_dir: &Path,
+    suite: &str,
+    package: &str,
+) -> Result<std::path::PathBuf> {
+    let debarch = arch.debian();
+    let apt = PrivateApt::create(
+        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
+        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
+        suite,
+        debarch,
+        &Mirrors::from_host()?,
+    )?;
+    let stanza = match apt.show(package) {
+        Ok(s) => s,
+        Err(_) => {
+            apt.update()?;
+            apt.show(package)?
+        }
+    };
+    apt.download(&stanza)
+}
+
 /// Copies `path_in_package` (e.g. `bin/busybox`) from the newest `package` in `suite` for `arch`
 /// to `dest` (mode 0755), downloading the package into `cache_dir` unless it is there already.
 pub fn fetch_package_file(

@@ -206,6 +206,29 @@ async fn a_resize_is_seen_later_in_the_same_session_and_the_exit_code_comes_back
 }
 
 #[tokio::test]
+async fn a_resize_reaches_a_program_that_handles_sigwinch_only_later() {
+    // Like the engine CLI right after `exec -it` started: the resize comes before the program
+    // handles SIGWINCH, so the kernel's one signal is lost; the agent sends it again.
+    let agent = HostAgent::start();
+    let req = ExecRequest {
+        argv: argv(&[
+            "sh",
+            "-c",
+            "echo started; sleep 0.5; trap 'stty size; exit 0' WINCH; echo handler; \
+             while :; do sleep 0.1; done",
+        ]),
+        ..Default::default()
+    };
+    let mut s = Session::start(&agent, req, size(24, 80));
+    s.expect("started").await;
+    s.resize.send(size(50, 132)).await.expect("resize");
+    s.expect("handler").await;
+    s.expect("50 132\r\n").await;
+    let (status, out) = s.finish().await;
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+}
+
+#[tokio::test]
 async fn ctrl_c_interrupts_the_foreground_command_and_the_shell_survives() {
     let agent = HostAgent::start();
     let mut s = shell(&agent, size(24, 80)).await;

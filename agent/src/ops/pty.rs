@@ -1,8 +1,9 @@
 //! Exec on a pseudo-terminal: the process is the leader of a new session whose controlling
 //! terminal is a fresh pty of the requested size. The master end is pumped against the
 //! connection: its output as `Stdout` frames, `Stdin` frames into it, `Resize` as TIOCSWINSZ (the
-//! kernel then sends SIGWINCH to the foreground process group), `Signal` to the process group,
-//! `StdinEnd` as one VEOF character.
+//! kernel then sends SIGWINCH to the foreground process group, which gets it again a few times
+//! after, see [`RESIZE_RESIGNALS`]), `Signal` to the process group, `StdinEnd` as one VEOF
+//! character.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -42,6 +43,19 @@ const DRAIN_MAX: Duration = Duration::from_secs(2);
 const MAX_PENDING_INPUT: usize = 64 * 1024;
 /// Between SIGHUP and SIGKILL when a session is torn down early.
 const HANGUP_GRACE: Duration = Duration::from_millis(200);
+/// The kernel sends SIGWINCH once, when the size changes; a program that is not handling it yet
+/// loses it and keeps the old size for good. The guest's engine CLI is such a program for a
+/// while: `docker exec -it` installs its SIGWINCH handler only after an API round trip that
+/// follows the start of the exec (MonitorTtySize), when the user already sees the prompt. So the
+/// foreground process group gets SIGWINCH again this long after the latest resize; a program that
+/// already followed the resize reads an unchanged size and does nothing (the engine passes the
+/// same size on, and the kernel does not signal the container's process for an unchanged size).
+const RESIZE_RESIGNALS: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+];
 
 fn winsize(size: WindowSize) -> Winsize {
     Winsize {
@@ -127,6 +141,15 @@ fn stat_session(stat: &str) -> Option<i32> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // state ppid pgrp session …
     rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// SIGWINCH to the terminal's foreground process group, as the kernel sends it on a resize (the
+/// session's leader's group if the terminal cannot tell).
+fn signal_window_change(master: &OwnedFd, sid: i32) {
+    let pgrp = rustix::termios::tcgetpgrp(master)
+        .map(|p| p.as_raw_nonzero().get())
+        .unwrap_or(sid);
+    let _ = killpg(Pid::from_raw(pgrp), Signal::SIGWINCH);
 }
 
 fn signal_session(sid: i32, sig: Signal) {
@@ -267,7 +290,10 @@ pub async fn exec_tty(
     let mut output_open = true;
     let mut host_open = true;
     let mut eof_sent = false;
+    // The latest resize and how many of its SIGWINCH repeats were sent.
+    let mut resized: Option<(Instant, usize)> = None;
     let status = loop {
+        let resignal_at = resized.map(|(at, sent)| at + RESIZE_RESIGNALS[sent]);
         tokio::select! {
             r = read_master(&master, &mut buf), if output_open => match r {
                 Ok(Some(n)) => wr.send(&AgentMsg::Stdout(buf[..n].to_vec())).await?,
@@ -279,6 +305,14 @@ pub async fn exec_tty(
             },
             s = &mut exit => {
                 break s.map_err(|_| OpError::new(ErrorKind::Io, "lost the child's exit status"))?;
+            }
+            () = tokio::time::sleep_until(resignal_at.unwrap_or_else(Instant::now)),
+                if resignal_at.is_some() =>
+            {
+                signal_window_change(master.get_ref(), pid);
+                resized = resized
+                    .map(|(at, sent)| (at, sent + 1))
+                    .filter(|&(_, sent)| sent < RESIZE_RESIGNALS.len());
             }
             r = write_master(&master, &mut input), if !input.is_empty() => {
                 if let Err(e) = r {
@@ -296,8 +330,9 @@ pub async fn exec_tty(
                     }
                 }
                 Some(Ok(HostMsg::Resize(size))) => {
-                    if let Err(e) = rustix::termios::tcsetwinsize(master.get_ref(), winsize(size)) {
-                        debug!("pty resize: {e}");
+                    match rustix::termios::tcsetwinsize(master.get_ref(), winsize(size)) {
+                        Ok(()) => resized = Some((Instant::now(), 0)),
+                        Err(e) => debug!("pty resize: {e}"),
                     }
                 }
                 Some(Ok(HostMsg::Signal(n))) => match Signal::try_from(n) {

@@ -10,6 +10,7 @@ mod execute;
 mod guest;
 mod host_engine;
 mod memres;
+mod oci;
 mod project;
 mod run_options;
 mod settings;

@@ -51,6 +51,9 @@ enum ProjectCommand {
     InstallStorage(crate::bundling::rootfs::Args),
     /// Bundle packages: create or consume /usr/share/container-bundles.
     Bundle(crate::bundling::bundle::Args),
+    /// OCI images from a root filesystem (single/multi-layer, base image, layer cache,
+    /// reproducible) and multi-arch indexes.
+    Oci(super::oci::Args),
     /// Fetch a remote image by digest as an OCI layout for the target arch.
     Fetch(crate::bundling::remote::Args),
     /// Print a shell completion script (e.g. `vcontainer completions bash vdkr > /etc/bash_completion.d/vdkr`).
@@ -141,6 +144,7 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
         ProjectCommand::Units(a) => crate::bundling::units::run(a, reporter).await,
         ProjectCommand::InstallStorage(a) => crate::bundling::rootfs::run(a, reporter).await,
         ProjectCommand::Bundle(a) => crate::bundling::bundle::run(a, reporter).await,
+        ProjectCommand::Oci(a) => super::oci::run(a, reporter).await,
         ProjectCommand::Fetch(a) => crate::bundling::remote::run(a, reporter).await,
         ProjectCommand::Completions { shell, program } => {
             super::docs::print_completions(shell, &program);

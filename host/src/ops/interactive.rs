@@ -150,6 +150,10 @@ pub async fn exec_on_terminal(
             context: "terminal".into(),
             source,
         })?;
+    // SIGWINCH is watched before the size is read: a resize in between is not lost.
+    let winch = sized
+        .as_ref()
+        .and_then(|_| signal(SignalKind::window_change()).ok());
     let size = sized
         .as_ref()
         .and_then(|fd| window_size(fd.as_fd()))
@@ -166,8 +170,8 @@ pub async fn exec_on_terminal(
     };
 
     let mut tasks = Tasks(Vec::new());
-    let resizes = match (sized, signal(SignalKind::window_change())) {
-        (Some(fd), Ok(mut winch)) => {
+    let resizes = match (sized, winch) {
+        (Some(fd), Some(mut winch)) => {
             let (tx, rx) = mpsc::channel(4);
             tasks.0.push(tokio::spawn(async move {
                 while winch.recv().await.is_some() {
