@@ -4,6 +4,7 @@ pub mod agent_binary;
 pub mod bench;
 pub mod bench_batch;
 pub mod bench_memres;
+pub mod bench_oci;
 pub mod bundling;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,8 @@ enum OciCommand {
     Build(Box<BuildArgs>),
     /// Assemble per-arch layouts into one multi-arch layout (a nested image index).
     Index(IndexArgs),
+    /// Measure the builder on a ~200 MB Debian rootfs against umoci; prints a table.
+    Bench(crate::bench_oci::OciBenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -382,6 +384,7 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
             }
             Ok(())
         }
+        OciCommand::Bench(a) => crate::bench_oci::run_bench(a, reporter).await,
         OciCommand::Index(a) => {
             check_tag(&a.tag)?;
             let platforms = tokio::task::spawn_blocking(move || {

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 pub enum OciError {
     #[error("invalid layer spec '{entry}': {reason}")]
     LayerSpec { entry: String, reason: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // Not `source`: the message already carries the OS error, and `{:#}` would print it twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: io::Error },
     #[error("{0}")]
     Invalid(String),
     #[error("package '{package}' is not installed according to the {db} database in {rootfs}")]
@@ -31,7 +32,7 @@ impl OciError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         OciError::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }
