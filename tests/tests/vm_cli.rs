@@ -227,7 +227,7 @@ fn cli_group(tool: &'static str, arch: Arch) {
     p.expect("/dev/pts/", Duration::from_secs(30))
         .expect("a tty");
     // The resize travels host pty → CLI (SIGWINCH) → agent → guest pty → engine CLI → container;
-    // ask until it has arrived.
+    // ask until it has arrived (one resize only: a lost one must fail the test).
     p.resize(40, 120).expect("resize");
     let mut resized = false;
     for _ in 0..10 {
@@ -253,6 +253,23 @@ fn cli_group(tool: &'static str, arch: Arch) {
     let mut p = g.pty(&["run", "-it", "--rm", "hello:1.0", "sh"]);
     p.expect("#", Duration::from_secs(60))
         .expect("run -it prompt");
+    // A resize as soon as the prompt shows: the engine CLI may not handle SIGWINCH yet (docker's
+    // MonitorTtySize starts after an API round trip), so the agent signals it again; still one
+    // resize only.
+    p.resize(35, 110).expect("resize");
+    let mut resized = false;
+    for _ in 0..10 {
+        p.send(b"stty size\r").expect("send");
+        if p.expect("35 110", Duration::from_secs(5)).is_ok() {
+            resized = true;
+            break;
+        }
+    }
+    assert!(
+        resized,
+        "an early window resize reached the container: {}",
+        p.output()
+    );
     p.send(b"sleep 100\r").expect("send");
     std::thread::sleep(Duration::from_secs(2));
     p.send(b"\x03").expect("ctrl-c");
