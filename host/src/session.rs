@@ -26,6 +26,25 @@ pub enum SessionError {
     Protocol(#[from] ProtocolError),
     #[error("the agent reported an error: {0}")]
     Agent(AgentError),
+    #[error("the guest sent nothing for {} s in the middle of a data stream (stalled); set {STALL_ENV} to wait longer", .0.as_secs())]
+    Stalled(Duration),
+}
+
+/// Environment variable overriding [`DEFAULT_STALL_TIMEOUT`] (seconds).
+pub const STALL_ENV: &str = "VCONTAINER_STALL_TIMEOUT_SECS";
+/// How long a bulk data stream from the guest may go silent before the host gives up. Bulk
+/// streams (storage exports, `cp`, `save`) send a frame at least every chunk; a silent one is a
+/// hung or hostile guest, which must not hold a build forever. Interactive sessions have no
+/// such limit (a shell may sit idle for hours).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// [`DEFAULT_STALL_TIMEOUT`], or the [`STALL_ENV`] override.
+pub fn stall_timeout() -> Duration {
+    std::env::var(STALL_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(DEFAULT_STALL_TIMEOUT, Duration::from_secs)
 }
 
 impl SessionError {
@@ -126,6 +145,13 @@ pub struct ConnReader {
 impl ConnReader {
     pub async fn recv(&mut self) -> Result<AgentMsg, SessionError> {
         Ok(read_frame_async(&mut self.reader).await?)
+    }
+
+    /// [`ConnReader::recv`] that gives up after `stall` of silence (bulk streams).
+    pub async fn recv_within(&mut self, stall: Duration) -> Result<AgentMsg, SessionError> {
+        tokio::time::timeout(stall, self.recv())
+            .await
+            .map_err(|_| SessionError::Stalled(stall))?
     }
 }
 

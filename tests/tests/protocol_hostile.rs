@@ -91,6 +91,25 @@ async fn a_malformed_frame_is_a_protocol_error() {
     assert!(err.contains("malformed"), "{err}");
 }
 
+#[tokio::test]
+async fn a_frame_whose_payload_lies_about_its_length_is_malformed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = fake_agent(dir.path(), |mut s| async move {
+        send(&mut s, &hello(PROTOCOL_VERSION)).await;
+        let _: Result<HostMsg, _> = read_frame_async(&mut s).await;
+        // A well-framed postcard payload whose inner byte-vector length (varint 100) runs past
+        // the frame's end: a decoder that trusted it would read beyond the frame.
+        let data = encode_frame(&AgentMsg::Data(vec![1, 2, 3])).expect("encode");
+        let variant = data[4];
+        s.write_all(&[3, 0, 0, 0, variant, 100, 1])
+            .await
+            .expect("write");
+    })
+    .await;
+    let err = status(&t).await.expect_err("malformed").to_string();
+    assert!(err.contains("malformed"), "{err}");
+}
+
 async fn export_against(
     script_bytes: Vec<AgentMsg>,
     close_early: bool,

@@ -2,9 +2,95 @@
 //! reach it directly (no boot), `--storage` works against it, `memres stop` is graceful (a new
 //! one-shot boot sees the same images), and stale state is detected and cleaned.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{busybox_for, run_tool, tar_file, ResidentGuard};
+
+use vcontainer_tests::vm::{
+    bin_dir, busybox_for, cache_dir, run_command, run_tool, tar_file, ResidentGuard,
+};
+
+/// Security review points on a running VM: the state directory and everything in it (disk, logs,
+/// lock, instance record, the sockets that reach the agent) are the owner's alone, and nothing in
+/// the guest listens on a network address (the agent speaks vsock only; dockerd a unix socket).
+fn security_checks(tool: &str, home: &Path, arch: &str, secret: &str) {
+    let state = home.join(format!(".{tool}")).join(arch);
+    // Every process of this instance (QEMU, the vsock backend): the secret is not in its argv.
+    let needle = home.to_string_lossy().into_owned();
+    let mut procs = 0;
+    for e in fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            procs += 1;
+            assert!(
+                !cmdline.contains(secret),
+                "credential on a command line: {cmdline}"
+            );
+        }
+    }
+    assert!(procs >= 1, "found no process of the instance");
+    for e in fs::read_dir(&state).expect("ls state").flatten() {
+        let p = e.path();
+        if p.is_file()
+            && fs::metadata(&p)
+                .map(|m| m.len() < (64 << 20))
+                .unwrap_or(false)
+        {
+            let text = String::from_utf8_lossy(&fs::read(&p).unwrap_or_default()).into_owned();
+            assert!(!text.contains(secret), "credential in {}", p.display());
+        }
+    }
+    let dir_mode = fs::metadata(&state)
+        .expect("state dir")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700, "{}", state.display());
+    let mut seen = 0;
+    for e in fs::read_dir(&state).expect("ls state") {
+        let e = e.expect("entry");
+        let mode = fs::symlink_metadata(e.path())
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", e.path().display());
+        seen += 1;
+    }
+    assert!(
+        seen >= 5,
+        "expected disk, logs, lock and sockets in {}",
+        state.display()
+    );
+
+    // /proc/net: state 0A is LISTEN (tcp), and any bound udp socket would be listed too.
+    let script = home.join("listen.sh");
+    fs::write(
+        &script,
+        "n=0; for f in /proc/net/tcp /proc/net/tcp6; do\n\
+           while read -r sl local remote st rest; do [ \"$st\" = 0A ] && n=$((n+1)); done < $f\n\
+         done; echo $n\n\
+         u=0; for f in /proc/net/udp /proc/net/udp6; do\n\
+           while read -r sl local rest; do [ \"$sl\" != sl ] && u=$((u+1)); done < $f\n\
+         done; echo $u\n",
+    )
+    .expect("script");
+    let mut cmd = Command::new(bin_dir().join(tool));
+    cmd.args(["-a", arch, "vshell"])
+        .env("HOME", home)
+        .env("VCONTAINER_CACHE_DIR", cache_dir())
+        .stdin(fs::File::open(&script).expect("open"));
+    let r = run_command(cmd);
+    r.assert_ok("vshell");
+    let counts: Vec<&str> = r.stdout.split_whitespace().collect();
+    assert_eq!(counts, ["0", "0"], "listening sockets in the guest: {r:?}");
+}
 
 fn memres_cycle(arch: Arch, tool: &str) {
     let work = tempfile::tempdir().expect("tempdir");
@@ -23,7 +109,29 @@ fn memres_cycle(arch: Arch, tool: &str) {
     assert_eq!(r.code, Some(1), "stopped before start: {r:?}");
     assert_eq!(r.stdout.trim(), "stopped");
 
-    run_tool(tool, &home, &["-a", a, "memres", "start"]).assert_ok("memres start");
+    // Registry credentials on the start: they must reach the guest only over vsock (an auth
+    // file), never a command line, the console or any host state file.
+    let secret = format!("S3cr3t-{}-{tool}", std::process::id());
+    run_tool(
+        tool,
+        &home,
+        &[
+            "-a",
+            a,
+            "--registry",
+            "10.0.2.2:5999",
+            "--insecure-registry",
+            "10.0.2.2:5999",
+            "--registry-user",
+            "ci",
+            "--registry-pass",
+            &secret,
+            "memres",
+            "start",
+        ],
+    )
+    .assert_ok("memres start");
+    security_checks(tool, &home, a, &secret);
     let r = run_tool(tool, &home, &["-a", a, "vmemres", "status"]);
     assert_eq!((r.code, r.stdout.trim()), (Some(0), "running"), "{r:?}");
     let r = run_tool(tool, &home, &["memres", "list"]);

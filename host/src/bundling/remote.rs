@@ -463,22 +463,17 @@ pub async fn fetch_in_guest(
         &manifest_digest["sha256:".len().."sha256:".len() + 16]
     );
     let layout_guest = format!("{work}/layout");
-    let o = guest_run(
-        transport,
-        &[
-            "sh".into(),
-            "-c".into(),
-            "rm -rf \"$1\" && mkdir -p \"$1\"".into(),
-            "sh".into(),
-            work.clone(),
-        ],
-    )
-    .await?;
-    if o.status != ExitStatus::Code(0) {
-        bail!(
-            "preparing {work} in the guest: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
+    // Two argv commands, no shell: the path is data, never script text.
+    for argv in [["rm", "-rf", &work], ["mkdir", "-p", &work]] {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let o = guest_run(transport, &argv).await?;
+        if o.status != ExitStatus::Code(0) {
+            bail!(
+                "preparing {work} in the guest ({}): {}",
+                argv[0],
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
     }
     reporter.step(format!("copying {image} ({platform}) in the guest"));
     let mut argv = vec![

@@ -60,8 +60,9 @@ pub async fn receive_to_file(
         source,
     };
     let mut digest = StreamDigest::new();
+    let stall = crate::session::stall_timeout();
     loop {
-        match reader.recv().await.map_err(stream_err)? {
+        match reader.recv_within(stall).await.map_err(stream_err)? {
             AgentMsg::Data(chunk) => {
                 digest
                     .update_capped(&chunk, limit)

@@ -3,6 +3,7 @@
 //! loop device, no root.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -121,6 +122,7 @@ fn make_image(mke2fs: &Path, path: &Path, size: u64) -> Result<(), StateError> {
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| StateError::io("create", path, e))?;
     file.set_len(size)

@@ -43,9 +43,10 @@ impl UnixControlListener {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        Ok(Self {
-            listener: UnixListener::bind(path)?,
-        })
+        let listener = UnixListener::bind(path)?;
+        // Whoever connects here speaks for the guest: owner only.
+        crate::state::make_private(path)?;
+        Ok(Self { listener })
     }
 }
 

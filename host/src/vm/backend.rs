@@ -65,7 +65,8 @@ impl VsockBackend {
         for stale in [vhost_socket, uds_path] {
             remove_if_exists(stale)?;
         }
-        let log_file = File::create(log).map_err(|e| VmError::io("create", log, e))?;
+        let log_file =
+            crate::state::create_private_file(log).map_err(|e| VmError::io("create", log, e))?;
         let log_err = log_file
             .try_clone()
             .map_err(|e| VmError::io("open", log, e))?;
@@ -103,6 +104,13 @@ impl VsockBackend {
         let started = Instant::now();
         loop {
             if self.vhost_socket.exists() {
+                // The backend makes its sockets with the default umask; anyone who can connect
+                // to them can talk to the guest agent. The state directory is 0700 already.
+                for s in [&self.vhost_socket, &self.uds_path] {
+                    if s.exists() {
+                        crate::state::make_private(s).map_err(|e| VmError::io("chmod", s, e))?;
+                    }
+                }
                 return Ok(());
             }
             if let Some(status) = self.try_wait()? {

@@ -1,7 +1,6 @@
 //! A running QEMU and its vsock backend, supervised together: both are stopped when the
 //! [`RunningVm`] is dropped, unless it was detached for memory-resident mode.
 
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -93,9 +92,10 @@ pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError
 
     // Empty the console log now rather than when QEMU opens it, so that a console tail taken in
     // between never shows the previous boot's last words as this one's.
-    File::create(&spec.console_log).map_err(|e| VmError::io("create", &spec.console_log, e))?;
-    let log =
-        File::create(&files.qemu_log).map_err(|e| VmError::io("create", &files.qemu_log, e))?;
+    crate::state::create_private_file(&spec.console_log)
+        .map_err(|e| VmError::io("create", &spec.console_log, e))?;
+    let log = crate::state::create_private_file(&files.qemu_log)
+        .map_err(|e| VmError::io("create", &files.qemu_log, e))?;
     let log_err = log
         .try_clone()
         .map_err(|e| VmError::io("open", &files.qemu_log, e))?;
