@@ -315,6 +315,17 @@ impl Instance {
         &self.state
     }
 
+    /// Why the VM can no longer serve operations, if it cannot: QEMU exited, or the vsock backend
+    /// did (QEMU notices that only lazily). For the message of an operation that failed.
+    pub fn vm_gone(&mut self) -> Option<String> {
+        if let Ok(Some(status)) = self.vm.try_wait() {
+            return Some(format!("QEMU exited unexpectedly ({status})"));
+        }
+        self.vm
+            .backend_exited()
+            .then(|| "the vsock backend (vhost-device-vsock) exited unexpectedly".to_string())
+    }
+
     /// Leaves the VM running after this process exits (memory-resident mode) and records how
     /// later commands find it. A stateless instance cannot stay: its state is deleted on exit.
     pub fn detach(self) -> Result<crate::state::InstanceRecord, InstanceError> {

@@ -102,7 +102,7 @@ async fn run(settings: &Settings, args: EngineArgs, reporter: &Reporter) -> Resu
             boot_only.given.push("vrun -p");
         }
     }
-    let guest = acquire(
+    let mut guest = acquire(
         settings,
         guest_options,
         &boot_only,
@@ -154,12 +154,22 @@ async fn run(settings: &Settings, args: EngineArgs, reporter: &Reporter) -> Resu
             }
         }
     }
+    // A failure caused by the VM dying names that cause and shows the console, not only the
+    // broken stream it left behind.
+    let death = if outcome.is_err() {
+        guest.death(40)
+    } else {
+        None
+    };
     let console = guest.console_tail(40);
     let finished = guest.finish(reporter).await;
     match (outcome, finished) {
         (Ok(code), Ok(())) => Ok(code),
         (Ok(_), Err(e)) => Err(e),
         (Err(e), _) => {
+            if let Some((cause, console)) = death {
+                bail!("{cause}: {e:#}\n--- guest console (last lines) ---\n{console}");
+            }
             if !console.is_empty() {
                 reporter.debug(format!("guest console (last lines):\n{console}"));
             }

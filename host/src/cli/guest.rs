@@ -42,6 +42,31 @@ impl Guest {
         }
     }
 
+    /// Why the guest died, if it did, and the last lines of its console: for the message of an
+    /// operation that failed because of it.
+    pub fn death(&mut self, lines: usize) -> Option<(String, String)> {
+        match self {
+            Guest::OneShot(i) => Some((i.vm_gone()?, i.console_tail(lines))),
+            Guest::Resident(r) => {
+                let rec = &r.record;
+                let cause = if !rec.qemu.is_alive() {
+                    format!(
+                        "the memory-resident VM's QEMU (pid {}) exited unexpectedly",
+                        rec.qemu.pid
+                    )
+                } else {
+                    let backend = rec.backend.as_ref().filter(|b| !b.is_alive())?;
+                    format!(
+                        "the memory-resident VM's vsock backend (pid {}) exited unexpectedly",
+                        backend.pid
+                    )
+                };
+                let console = crate::vm::running::file_tail(&r.state.console_log(), lines);
+                Some((cause, console))
+            }
+        }
+    }
+
     /// Shuts a one-shot VM down cleanly; a resident VM stays.
     pub async fn finish(self, reporter: &Reporter) -> Result<()> {
         match self {
