@@ -370,6 +370,17 @@ fn parse_docker_manifest(path: &Path, bytes: &[u8]) -> Result<LoadedImage, Impor
     })
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/config_parsers.rs`): a docker-archive `manifest.json`
+/// parsed as `vimport` does; the image id, first repo tag and image count.
+#[doc(hidden)]
+pub fn parse_docker_manifest_bytes(
+    bytes: &[u8],
+) -> Result<(Option<String>, Option<String>, usize), String> {
+    parse_docker_manifest(Path::new("manifest.json"), bytes)
+        .map(|l| (l.id, l.repo_tag, l.images))
+        .map_err(|e| e.to_string())
+}
+
 /// Counts bytes read through it (progress for stdin streams).
 struct Counting<R> {
     inner: R,

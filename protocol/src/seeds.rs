@@ -98,6 +98,49 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
     (host, agent)
 }
 
+/// Seeds for the `messages` fuzz target: a selector byte (an index into
+/// [`crate::fuzzing::MESSAGE_TYPES`]) followed by one postcard payload of that type; every message
+/// of [`seed_messages`] and every structure inside one.
+pub fn seed_payloads() -> Vec<Vec<u8>> {
+    fn payload<T: serde::Serialize>(selector: u8, msg: &T) -> Vec<u8> {
+        let mut v = vec![selector];
+        v.extend(postcard::to_allocvec(msg).expect("seed encodes"));
+        v
+    }
+    let (host, agent) = seed_messages();
+    let mut out = Vec::new();
+    for m in &host {
+        out.push(payload(0, m));
+        match m {
+            HostMsg::Boot(b) => {
+                out.push(payload(2, b));
+                out.push(payload(3, &b.registry));
+            }
+            HostMsg::Request(r) => {
+                out.push(payload(4, r));
+                if let Request::Exec(e) = r {
+                    out.push(payload(5, e));
+                }
+            }
+            HostMsg::Resize(w) => out.push(payload(11, w)),
+            HostMsg::End(e) => out.push(payload(12, e)),
+            _ => {}
+        }
+    }
+    for m in &agent {
+        out.push(payload(1, m));
+        match m {
+            AgentMsg::Hello(h) => out.push(payload(6, h)),
+            AgentMsg::Ready(r) => out.push(payload(7, r)),
+            AgentMsg::Status(s) => out.push(payload(8, s)),
+            AgentMsg::Error(e) => out.push(payload(9, e)),
+            AgentMsg::Exited(x) => out.push(payload(10, x)),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The seed messages as encoded frames.
 pub fn seed_frames() -> Vec<Vec<u8>> {
     let (host, agent) = seed_messages();
