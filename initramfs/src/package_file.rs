@@ -25,6 +25,7 @@ pub fn fetch_deb(
         debarch,
         &Mirrors::from_host()?,
     )?;
+    // The lists may be missing or stale; one update is enough to find the package.
     let stanza = match apt.show(package) {
         Ok(s) => s,
         Err(_) => {
@@ -45,23 +46,7 @@ pub fn fetch_package_file(
     path_in_package: &str,
     dest: &Path,
 ) -> Result<()> {
-    let debarch = arch.debian();
-    let apt = PrivateApt::create(
-        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
-        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
-        suite,
-        debarch,
-        &Mirrors::from_host()?,
-    )?;
-    // The lists may be missing or stale; one update is enough to find the package.
-    let stanza = match apt.show(package) {
-        Ok(s) => s,
-        Err(_) => {
-            apt.update()?;
-            apt.show(package)?
-        }
-    };
-    let deb = apt.download(&stanza)?;
+    let deb = fetch_deb(arch, cache_dir, suite, package)?;
     let mut found = false;
     crate::deb::for_each_file(&deb, &mut |path, reader| {
         if path == path_in_package {
