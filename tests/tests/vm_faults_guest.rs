@@ -503,6 +503,11 @@ fn x86_64_docker_guest_faults() {
     docker_guest_faults(Arch::X86_64);
 }
 
+#[test]
+fn aarch64_docker_guest_faults() {
+    docker_guest_faults(Arch::Aarch64);
+}
+
 // --- case 6 (host side): broken OCI archives are refused before anything boots ----------------
 
 /// A valid OCI archive (.tar of a layout) for x86_64; nothing boots, so the binary is fake.

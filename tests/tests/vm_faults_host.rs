@@ -540,8 +540,12 @@ fn resident_record(w: &World) -> serde_json::Value {
 
 #[test]
 fn x86_64_docker_memres_faults() {
+    docker_memres_faults(Arch::X86_64);
+}
+
+fn docker_memres_faults(arch: Arch) {
     let started = Instant::now();
-    let w = World::new("vdkr", Arch::X86_64);
+    let w = World::new("vdkr", arch);
     w.ok(&["memres", "start"]);
     let big = w.big_layout();
     w.ok(&["vimport", big.to_str().expect("utf8"), "big:1.0"]);
@@ -606,7 +610,7 @@ fn x86_64_docker_memres_faults() {
     w.assert_no_vm_left("after memres stop");
     w.assert_disk_clean();
     eprintln!(
-        "x86_64 memres faults: {:.1} s",
+        "{arch} memres faults: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
