@@ -392,6 +392,16 @@ fn docker_guest_faults(arch: Arch) {
     let t = Instant::now();
     let big = big_layout(&vm, "big-oci", TOO_BIG_MIB);
     let r = vm.run(&["vimport", s(&big), "big:1", "--storage", s(&out)]);
+    if !r.stderr.contains("no space") {
+        // Name what the guest saw before failing: the disk and the daemon's last words.
+        let diag = vm.vshell(
+            "df -m /mnt/state; echo ---; tail -n 30 /var/log/dockerd.log; echo ---; ls -la /var/log\n",
+        );
+        panic!(
+            "the failed import must name the full disk: {r:?}\nguest: {}",
+            diag.stdout
+        );
+    }
     assert_failed(&r, &["no space"]);
     assert_only(&out_dir, &[]);
     let images = vm.images();

@@ -308,6 +308,10 @@ impl Engine for Docker {
         EngineKind::Docker
     }
 
+    fn daemon_log(&self) -> Option<PathBuf> {
+        Some(self.log_path())
+    }
+
     fn layout(&self) -> &Layout {
         &self.layout
     }

@@ -102,6 +102,12 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// The engine daemon's log file, if it keeps one: a failed import quotes the cause from it
+    /// when the client side only saw a broken pipe.
+    fn daemon_log(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Where the engine's tools read registry credentials as root without environment variables
     /// (`Request::SetAuth` writes it); `None` if this engine uses no registries.
     fn auth_file(&self) -> Option<PathBuf> {
