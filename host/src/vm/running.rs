@@ -239,7 +239,18 @@ pub fn tail_text(bytes: &[u8], lines: usize) -> String {
         .map(str::trim_end)
         .filter(|l| !l.is_empty())
         .collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let tail = &all[all.len().saturating_sub(lines)..];
+    // A kernel panic's cause is its first line; the stack trace after it can push that line out
+    // of the tail (and QEMU may exit before the trace's end marker is written): keep it.
+    let panic = all
+        .iter()
+        .rev()
+        .find(|l| l.contains("Kernel panic - not syncing"))
+        .filter(|p| !tail.contains(p));
+    match panic {
+        Some(p) => format!("{p}\n...\n{}", tail.join("\n")),
+        None => tail.join("\n"),
+    }
 }
 
 fn strip_escapes(text: &str) -> String {
@@ -263,6 +274,23 @@ fn strip_escapes(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod panic_line_tests {
+    use super::tail_text;
+
+    #[test]
+    fn a_kernel_panic_line_survives_a_long_trace() {
+        let mut text = String::from("boot\nKernel panic - not syncing: sysrq triggered crash\n");
+        for i in 0..50 {
+            text.push_str(&format!("trace line {i}\n"));
+        }
+        let tail = tail_text(text.as_bytes(), 10);
+        assert!(tail.starts_with("Kernel panic - not syncing"), "{tail}");
+        assert!(tail.ends_with("trace line 49"), "{tail}");
+        assert_eq!(tail_text(b"a\nb\n", 10), "a\nb");
+    }
 }
 
 #[cfg(test)]
