@@ -165,7 +165,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("vcontainer-bench-")
         .tempdir()?;
-    let payload = pseudo_random(args.payload_mib * 1024 * 1024);
+    let payload = crate::fixture::pseudo_random(args.payload_mib * 1024 * 1024);
 
     for &arch in &arches {
         let agent = agent_binary(arch, reporter)?;
@@ -424,18 +424,4 @@ fn print_table(f: &Figures, arches: &[Arch], runs: usize) {
         line.push_str(&format!(" {goal:<24} | {up_x86:<24} | {up_arm:<24} |"));
         println!("{line}");
     }
-}
-
-/// Incompressible test data without a random-number dependency (xorshift64*).
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }

@@ -107,18 +107,22 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `umoci init` + `umoci new` of an empty image at `layout`; the image reference.
+fn umoci_new(layout: &Path) -> Result<String> {
+    let image = format!("{}:bench", layout.display());
+    run(Command::new("umoci").args(["init", "--layout"]).arg(layout))?;
+    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    Ok(image)
+}
+
 /// umoci as upstream drives it; seconds and the layer blob's size.
 fn umoci_upstream(rootfs: &Path, work: &Path) -> Result<(f64, u64)> {
     let layout = work.join("umoci-layout");
     let bundle = work.join("umoci-bundle");
     let _ = std::fs::remove_dir_all(&layout);
     let _ = std::fs::remove_dir_all(&bundle);
-    let image = format!("{}:bench", layout.display());
     let before = Instant::now();
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    let image = umoci_new(&layout)?;
     run(Command::new("umoci")
         .args(["unpack", "--rootless", "--image", &image])
         .arg(&bundle))?;
@@ -138,12 +142,8 @@ fn umoci_upstream(rootfs: &Path, work: &Path) -> Result<(f64, u64)> {
 fn umoci_insert(rootfs: &Path, work: &Path) -> Result<(f64, u64)> {
     let layout = work.join("umoci-insert");
     let _ = std::fs::remove_dir_all(&layout);
-    let image = format!("{}:bench", layout.display());
     let before = Instant::now();
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    let image = umoci_new(&layout)?;
     run(Command::new("umoci")
         .args(["insert", "--rootless", "--image", &image])
         .arg(rootfs)

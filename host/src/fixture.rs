@@ -59,6 +59,21 @@ fn busybox_layer(busybox: &[u8], extra: &[(&str, &[u8])]) -> io::Result<Vec<u8>>
     b.into_inner()
 }
 
+/// Incompressible test data without a random-number dependency (xorshift64*), the same bytes
+/// every time: benchmark payloads and layers that take their full size everywhere.
+pub fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Writes an OCI image layout at `root` with one image for `oci_arch` (`arm64`, `amd64`) whose
 /// layer holds `busybox` (a static busybox binary for that arch). `ref_name` becomes the index's
 /// `org.opencontainers.image.ref.name` annotation.

@@ -164,24 +164,10 @@ fn fsck(disk: &Path) {
     );
 }
 
-/// Incompressible bytes (xorshift64): a layer that takes its full size everywhere.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// An OCI layout whose single layer holds busybox and `mib` MiB of noise.
 fn big_layout(vm: &Vm, name: &str, mib: usize) -> PathBuf {
     let dir = vm.path(name);
-    let data = noise(mib << 20);
+    let data = vcontainer::fixture::pseudo_random(mib << 20);
     write_layout_with_files(
         &dir,
         vm.arch.oci(),
@@ -474,7 +460,7 @@ fn corrupt_layer_keep_digest(layout: &Path) {
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(blobs.join(&manifest_hex)).expect("manifest"))
             .expect("manifest json");
-    let garbage = noise(64 << 10);
+    let garbage = vcontainer::fixture::pseudo_random(64 << 10);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&garbage)));
     std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), &garbage).expect("write");
     // A config of its own (diff_ids naming the garbage), so the engine cannot take it for the
@@ -523,7 +509,7 @@ fn aarch64_docker_guest_faults() {
 /// A valid OCI archive (.tar of a layout) for x86_64; nothing boots, so the binary is fake.
 fn oci_archive(dir: &Path) -> PathBuf {
     let fake = dir.join("busybox");
-    std::fs::write(&fake, noise(256 << 10)).expect("write");
+    std::fs::write(&fake, vcontainer::fixture::pseudo_random(256 << 10)).expect("write");
     let layout = dir.join("layout");
     write_busybox_layout(&layout, "amd64", &fake, "1.0").expect("layout");
     let tar_path = dir.join("archive.tar");

@@ -144,7 +144,7 @@ impl World {
     fn big_layout(&self) -> PathBuf {
         let dir = self.path("big-oci");
         if !dir.exists() {
-            let payload = pseudo_random(PAYLOAD_MIB << 20);
+            let payload = vcontainer::fixture::pseudo_random(PAYLOAD_MIB << 20);
             write_layout_with_files(
                 &dir,
                 self.arch.oci(),
@@ -354,19 +354,6 @@ fn assert_failed_naming(r: &Run, what: &str, words: &[&str]) {
 fn error_text(r: &Run) -> String {
     let at = r.stderr.find("error:").unwrap_or(r.stderr.len());
     r.stderr[at..].to_lowercase()
-}
-
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Case 1 (one-shot): QEMU killed while `vimport … --storage` sends the image.
