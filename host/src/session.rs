@@ -48,6 +48,21 @@ pub fn stall_timeout() -> Duration {
 }
 
 impl SessionError {
+    /// The connection to the agent was lost (closed, cut, silent, unreachable) rather than
+    /// refused by it: the sign of a guest that may have died, which the caller should check.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            SessionError::Connect { .. }
+            | SessionError::HelloTimeout(_)
+            | SessionError::Stalled(_) => true,
+            SessionError::Protocol(p) => matches!(
+                p,
+                ProtocolError::Closed | ProtocolError::Truncated | ProtocolError::Io(_)
+            ),
+            SessionError::Agent(_) => false,
+        }
+    }
+
     /// An unexpected frame, named without its payload.
     pub fn unexpected(expected: &'static str, got: &AgentMsg) -> Self {
         match got {
@@ -108,8 +123,20 @@ impl AgentConn {
     }
 
     pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
-        write_frame_async(&mut self.writer, msg).await?;
-        Ok(())
+        match write_frame_async(&mut self.writer, msg).await {
+            // The agent's end is gone: say so rather than "broken pipe".
+            Err(ProtocolError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(SessionError::Protocol(ProtocolError::Closed))
+            }
+            r => Ok(r?),
+        }
     }
 
     pub async fn recv(&mut self) -> Result<AgentMsg, SessionError> {
@@ -161,7 +188,19 @@ pub struct ConnWriter {
 
 impl ConnWriter {
     pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
-        write_frame_async(&mut self.writer, msg).await?;
-        Ok(())
+        match write_frame_async(&mut self.writer, msg).await {
+            // The agent's end is gone: say so rather than "broken pipe".
+            Err(ProtocolError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(SessionError::Protocol(ProtocolError::Closed))
+            }
+            r => Ok(r?),
+        }
     }
 }

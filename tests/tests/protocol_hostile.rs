@@ -208,3 +208,40 @@ async fn a_stream_larger_than_its_cap_is_cut_off() {
     assert!(err.contains("exceeded its limit of 10 bytes"), "{err}");
     assert_empty(&out);
 }
+
+/// An agent (or its VM) that vanishes while the host streams an image in: the error names the
+/// lost connection, not the host-side reader that stopped because of it.
+#[tokio::test]
+async fn an_agent_that_hangs_up_mid_import_is_named_as_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).expect("mkdir");
+    std::fs::write(
+        layout.join("blob"),
+        vcontainer::fixture::pseudo_random(16 << 20),
+    )
+    .expect("write");
+    let t = fake_agent(dir.path(), |mut s| async move {
+        send(&mut s, &hello(PROTOCOL_VERSION)).await;
+        let _: Result<HostMsg, _> = read_frame_async(&mut s).await;
+        // Take a few chunks, then disappear.
+        for _ in 0..3 {
+            let _: Result<HostMsg, _> = read_frame_async(&mut s).await;
+        }
+    })
+    .await;
+    let err = vcontainer::ops::import_oci(
+        &t,
+        &layout,
+        "hangup:1",
+        &mut tokio::io::sink(),
+        &mut tokio::io::sink(),
+        &mut |_| {},
+    )
+    .await
+    .expect_err("the agent hung up");
+    let msg = err.to_string();
+    assert!(msg.contains("connection closed"), "{msg}");
+    assert!(!msg.contains("receiver went away"), "{msg}");
+    assert!(err.is_connection_lost(), "{err:?}");
+}

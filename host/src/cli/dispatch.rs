@@ -156,10 +156,9 @@ async fn run(settings: &Settings, args: EngineArgs, reporter: &Reporter) -> Resu
     }
     // A failure caused by the VM dying names that cause and shows the console, not only the
     // broken stream it left behind.
-    let death = if outcome.is_err() {
-        guest.death(40)
-    } else {
-        None
+    let death = match &outcome {
+        Err(e) => guest.death_behind(e, 40).await,
+        Ok(_) => None,
     };
     let console = guest.console_tail(40);
     let finished = guest.finish(reporter).await;

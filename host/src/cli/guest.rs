@@ -2,6 +2,7 @@
 //! auto-started), else a VM booted for this command alone and shut down after it.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -9,9 +10,12 @@ use super::settings::Settings;
 use crate::guest_options::GuestOptions;
 use crate::images::ensure_image;
 use crate::instance::{resolve_state, Instance, InstanceConfig, StateChoice};
+use crate::ops::{OpError, ReceiveError};
 use crate::progress::Reporter;
 use crate::resident::Resident;
+use crate::session::SessionError;
 use crate::transport::Transport;
+use crate::vm::running::KERNEL_PANIC;
 
 /// A guest ready for operations.
 pub enum Guest {
@@ -45,25 +49,58 @@ impl Guest {
     /// Why the guest died, if it did, and the last lines of its console: for the message of an
     /// operation that failed because of it.
     pub fn death(&mut self, lines: usize) -> Option<(String, String)> {
-        match self {
-            Guest::OneShot(i) => Some((i.vm_gone()?, i.console_tail(lines))),
+        let (exited, console) = match self {
+            Guest::OneShot(i) => (i.vm_gone(), i.console_tail(lines)),
             Guest::Resident(r) => {
                 let rec = &r.record;
-                let cause = if !rec.qemu.is_alive() {
-                    format!(
+                let exited = if !rec.qemu.is_alive() {
+                    Some(format!(
                         "the memory-resident VM's QEMU (pid {}) exited unexpectedly",
                         rec.qemu.pid
-                    )
+                    ))
                 } else {
-                    let backend = rec.backend.as_ref().filter(|b| !b.is_alive())?;
-                    format!(
-                        "the memory-resident VM's vsock backend (pid {}) exited unexpectedly",
-                        backend.pid
-                    )
+                    rec.backend.as_ref().filter(|b| !b.is_alive()).map(|b| {
+                        format!(
+                            "the memory-resident VM's vsock backend (pid {}) exited unexpectedly",
+                            b.pid
+                        )
+                    })
                 };
                 let console = crate::vm::running::file_tail(&r.state.console_log(), lines);
-                Some((cause, console))
+                (exited, console)
             }
+        };
+        // A panicked kernel is dead even while QEMU is still on its way out.
+        let cause = exited.or_else(|| {
+            console
+                .contains(KERNEL_PANIC)
+                .then(|| "the guest kernel panicked".to_string())
+        })?;
+        Some((cause, console))
+    }
+
+    /// [`Guest::death`] for the failure `err`. A lost connection is often the first sign of a
+    /// dying guest, seen before QEMU has exited, so such a failure gives the guest
+    /// [`DEATH_GRACE`] to show whether it died; any other failure is checked at once.
+    pub async fn death_behind(
+        &mut self,
+        err: &anyhow::Error,
+        lines: usize,
+    ) -> Option<(String, String)> {
+        let grace = if is_connection_lost(err) {
+            DEATH_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(death) = self.death(lines) {
+                return Some(death);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -77,6 +114,23 @@ impl Guest {
                 .context("the guest did not shut down cleanly"),
         }
     }
+}
+
+/// How long a guest whose connection broke may take to show that it died (QEMU exiting after a
+/// panic takes a few hundred milliseconds; under load, more).
+const DEATH_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether any error in `err`'s chain is a lost connection to the agent.
+fn is_connection_lost(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<OpError>()
+            .is_some_and(OpError::is_connection_lost)
+            || e.downcast_ref::<SessionError>()
+                .is_some_and(SessionError::is_connection_lost)
+            || e.downcast_ref::<ReceiveError>().is_some_and(
+                |r| matches!(r, ReceiveError::Stream { source, .. } if source.is_connection_lost()),
+            )
+    })
 }
 
 /// Options that only act when a VM boots, as given on this command line (for the refusal when a
@@ -180,4 +234,34 @@ fn refuse_boot_options(
         settings.tool.name(),
         boot_only.given.join(" "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+    use vcontainer_protocol::ProtocolError;
+
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_recognised_through_context_layers() {
+        let closed: Result<(), OpError> = Err(ProtocolError::Closed.into());
+        let err = closed.context("importing x").unwrap_err();
+        assert!(is_connection_lost(&err), "{err:#}");
+
+        let stalled: Result<(), SessionError> = Err(SessionError::Stalled(Duration::from_secs(1)));
+        assert!(is_connection_lost(
+            &stalled.context("exporting").unwrap_err()
+        ));
+    }
+
+    #[test]
+    fn an_ordinary_failure_is_not_a_lost_connection() {
+        let io: Result<(), OpError> = Err(OpError::Io {
+            context: "reading layout".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert!(!is_connection_lost(&io.context("importing").unwrap_err()));
+        assert!(!is_connection_lost(&anyhow::anyhow!("bad reference")));
+    }
 }

@@ -47,6 +47,19 @@ pub enum OpError {
     },
 }
 
+impl OpError {
+    /// The operation failed because the connection to the agent was lost (see
+    /// [`SessionError::is_connection_lost`]).
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            OpError::Session(e) | OpError::Receive(ReceiveError::Stream { source: e, .. }) => {
+                e.is_connection_lost()
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<ProtocolError> for OpError {
     fn from(e: ProtocolError) -> Self {
         OpError::Session(SessionError::Protocol(e))

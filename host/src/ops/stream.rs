@@ -151,12 +151,13 @@ where
         .await
         .map_err(|e| io::Error::other(e.to_string()))
         .and_then(|r| r);
-    // A producer failure (unreadable file, …) wins: the agent must not see an End frame then.
+    // A broken connection wins: the producer then only failed because its receiver went away.
+    // Otherwise a producer failure (unreadable file, …) wins, and the agent sees no End frame.
+    let digest = forwarded?;
     produced.map_err(|source| super::OpError::Io {
         context: what,
         source,
     })?;
-    let digest = forwarded?;
     let end = digest.finish();
     writer.send(&HostMsg::End(end)).await?;
     Ok(end.bytes)

@@ -223,6 +223,9 @@ impl Drop for RunningVm {
     }
 }
 
+/// The line a Linux kernel panic starts with.
+pub const KERNEL_PANIC: &str = "Kernel panic - not syncing";
+
 /// The last `lines` lines of a log file as clean text; empty if the file is missing.
 pub fn file_tail(path: &Path, lines: usize) -> String {
     tail_text(&read_end(path, TAIL_BYTES), lines)
@@ -245,7 +248,7 @@ pub fn tail_text(bytes: &[u8], lines: usize) -> String {
     let panic = all
         .iter()
         .rev()
-        .find(|l| l.contains("Kernel panic - not syncing"))
+        .find(|l| l.contains(KERNEL_PANIC))
         .filter(|p| !tail.contains(p));
     match panic {
         Some(p) => format!("{p}\n...\n{}", tail.join("\n")),
