@@ -246,12 +246,12 @@ mod tests {
     #[test]
     fn a_lost_connection_is_recognised_through_context_layers() {
         let closed: Result<(), OpError> = Err(ProtocolError::Closed.into());
-        let err = closed.context("importing x").unwrap_err();
+        let err = closed.context("importing x").expect_err("an error");
         assert!(is_connection_lost(&err), "{err:#}");
 
         let stalled: Result<(), SessionError> = Err(SessionError::Stalled(Duration::from_secs(1)));
         assert!(is_connection_lost(
-            &stalled.context("exporting").unwrap_err()
+            &stalled.context("exporting").expect_err("an error")
         ));
     }
 
@@ -261,7 +261,9 @@ mod tests {
             context: "reading layout".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
-        assert!(!is_connection_lost(&io.context("importing").unwrap_err()));
+        assert!(!is_connection_lost(
+            &io.context("importing").expect_err("an error")
+        ));
         assert!(!is_connection_lost(&anyhow::anyhow!("bad reference")));
     }
 }
