@@ -14,29 +14,17 @@ pub const SEPARATOR: &[u8] = b"\n--8<--\n";
 
 /// `data` split at every [`SEPARATOR`].
 pub fn split_parts(data: &[u8]) -> Vec<&[u8]> {
+    // memchr's searcher, not `windows().position(==)`: every slice comparison would be a bcmp
+    // that libFuzzer intercepts and records, and that was most of a run's time.
     let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(i) = find(rest, SEPARATOR) {
-        out.push(&rest[..i]);
-        rest = &rest[i + SEPARATOR.len()..];
+    let mut start = 0;
+    for i in memchr::memmem::find_iter(data, SEPARATOR) {
+        if i >= start {
+            out.push(&data[start..i]);
+            start = i + SEPARATOR.len();
+        }
     }
-    out.push(rest);
-    out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut rest = hay;
-    while let Some(i) = find(rest, needle) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(with);
-        rest = &rest[i + needle.len()..];
-    }
-    out.extend_from_slice(rest);
+    out.push(&data[start..]);
     out
 }
 
@@ -49,15 +37,51 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// first, so an index can name a manifest that names a config and layers, and every digest
 /// matches without the fuzzer having to compute sha256.
 pub fn resolve_parts(parts: &[&[u8]]) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
-    for i in (0..out.len()).rev() {
-        for j in (i + 1..out.len().min(10)).rev() {
-            let digest = format!("sha256:{}", sha256_hex(&out[j]));
-            let size = out[j].len().to_string();
-            let d = replace_all(&out[i], format!("@D{j}").as_bytes(), digest.as_bytes());
-            out[i] = replace_all(&d, format!("@S{j}").as_bytes(), size.as_bytes());
+    let n = parts.len();
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); n];
+    // (digest, size) of each resolved part j ≤ 9, filled from the back.
+    let mut refs: Vec<Option<(String, String)>> = vec![None; n];
+    for i in (0..n).rev() {
+        out[i] = substitute(parts[i], |kind, j| {
+            let j = usize::from(j);
+            if j <= i || j >= n.min(10) {
+                return None;
+            }
+            let (digest, size) = refs[j].as_ref()?;
+            Some(if kind == b'D' { digest } else { size })
+        });
+        if i < 10 {
+            refs[i] = Some((
+                format!("sha256:{}", sha256_hex(&out[i])),
+                out[i].len().to_string(),
+            ));
         }
     }
+    out
+}
+
+/// `part` with every `@D<digit>`/`@S<digit>` that `value(kind, digit)` knows replaced by it, in
+/// one pass: a replacement is never read again, so it cannot complete another placeholder.
+fn substitute<'a>(part: &[u8], value: impl Fn(u8, u8) -> Option<&'a String>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(part.len());
+    let mut copied = 0;
+    for at in memchr::memchr_iter(b'@', part) {
+        if at < copied {
+            continue;
+        }
+        let (Some(&kind), Some(&digit)) = (part.get(at + 1), part.get(at + 2)) else {
+            continue;
+        };
+        if !(kind == b'D' || kind == b'S') || !digit.is_ascii_digit() {
+            continue;
+        }
+        if let Some(v) = value(kind, digit - b'0') {
+            out.extend_from_slice(&part[copied..at]);
+            out.extend_from_slice(v.as_bytes());
+            copied = at + 3;
+        }
+    }
+    out.extend_from_slice(&part[copied..]);
     out
 }
 
@@ -95,7 +119,8 @@ impl Scratch {
 
     /// Empties the scratch directory (whatever modes the previous run left).
     pub fn reset(&self) {
-        if self.root.exists() {
+        // Most runs leave removable trees: walk the tree fixing modes only when removal fails.
+        if fs::remove_dir_all(&self.root).is_err() && self.root.exists() {
             make_removable(&self.root);
             fs::remove_dir_all(&self.root).expect("scratch directory removable");
         }
@@ -121,5 +146,32 @@ pub fn make_removable(dir: &Path) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_split_at_every_separator() {
+        let sep = std::str::from_utf8(SEPARATOR).expect("utf8");
+        let data = format!("a{sep}{sep}b{sep}");
+        assert_eq!(split_parts(data.as_bytes()), [&b"a"[..], b"", b"b", b""]);
+        assert_eq!(split_parts(b"plain"), [&b"plain"[..]]);
+    }
+
+    #[test]
+    fn placeholders_name_later_parts_only() {
+        let parts: [&[u8]; 3] = [b"@D1 @S1 @D2 @D0 @X1 @D", b"{@D2} @S2", b"blob"];
+        let out = resolve_parts(&parts);
+        let blob = format!("sha256:{}", sha256_hex(b"blob"));
+        assert_eq!(out[2], b"blob");
+        assert_eq!(out[1], format!("{{{blob}}} 4").as_bytes());
+        let one = format!("sha256:{}", sha256_hex(&out[1]));
+        assert_eq!(
+            out[0],
+            format!("{one} {} {blob} @D0 @X1 @D", out[1].len()).as_bytes()
+        );
     }
 }
