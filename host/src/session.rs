@@ -123,20 +123,7 @@ impl AgentConn {
     }
 
     pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
-        match write_frame_async(&mut self.writer, msg).await {
-            // The agent's end is gone: say so rather than "broken pipe".
-            Err(ProtocolError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                Err(SessionError::Protocol(ProtocolError::Closed))
-            }
-            r => Ok(r?),
-        }
+        send_frame(&mut self.writer, msg).await
     }
 
     pub async fn recv(&mut self) -> Result<AgentMsg, SessionError> {
@@ -165,6 +152,24 @@ impl AgentConn {
     }
 }
 
+/// Writes one frame. A write to an agent whose end is gone is reported as the closed connection
+/// it is, not as "broken pipe".
+async fn send_frame(writer: &mut WriteHalf<BoxStream>, msg: &HostMsg) -> Result<(), SessionError> {
+    match write_frame_async(writer, msg).await {
+        Err(ProtocolError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            Err(SessionError::Protocol(ProtocolError::Closed))
+        }
+        r => Ok(r?),
+    }
+}
+
 pub struct ConnReader {
     reader: ReadHalf<BoxStream>,
 }
@@ -188,19 +193,6 @@ pub struct ConnWriter {
 
 impl ConnWriter {
     pub async fn send(&mut self, msg: &HostMsg) -> Result<(), SessionError> {
-        match write_frame_async(&mut self.writer, msg).await {
-            // The agent's end is gone: say so rather than "broken pipe".
-            Err(ProtocolError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                Err(SessionError::Protocol(ProtocolError::Closed))
-            }
-            r => Ok(r?),
-        }
+        send_frame(&mut self.writer, msg).await
     }
 }
