@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use super::OciError;
@@ -138,14 +138,26 @@ impl PackageDb {
             }
             DbKind::Rpm => self.rpm(&["-ql", package])?,
         };
-        Ok(text
-            .lines()
-            .map(|l| l.split('\t').next().unwrap_or_default().trim_end())
-            .filter(|l| l.starts_with('/'))
-            .map(|l| l.trim_start_matches('/').trim_start_matches("./"))
-            .filter(|l| !l.is_empty() && *l != ".")
-            .map(PathBuf::from)
-            .collect())
+        let mut files = Vec::new();
+        for line in text.lines() {
+            let listed = line.split('\t').next().unwrap_or_default().trim_end();
+            if !listed.starts_with('/') {
+                continue;
+            }
+            match rootfs_relative(listed) {
+                Some(p) if p.as_os_str().is_empty() => {} // "/." (dpkg lists the root first)
+                Some(p) => files.push(p),
+                None => {
+                    return Err(OciError::Invalid(format!(
+                        "the {} database of {} lists {listed:?} for package {package}: \
+                         a path with '..' can leave the rootfs",
+                        self.kind.as_str(),
+                        self.rootfs.display()
+                    )))
+                }
+            }
+        }
+        Ok(files)
     }
 
     fn rpm(&self, args: &[&str]) -> Result<String, OciError> {
@@ -169,6 +181,20 @@ impl PackageDb {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// A listed absolute path (`/usr/bin/x`, `/./usr//bin/x`) relative to the rootfs, made of plain
+/// names only; `None` when it has a `..`, which could point out of the rootfs.
+fn rootfs_relative(listed: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(listed).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 fn read_capped(path: &Path) -> Result<String, OciError> {
@@ -261,6 +287,25 @@ mod tests {
         assert_eq!(
             db.files("busybox").expect("files"),
             vec![PathBuf::from("bin/busybox.nosuid"), PathBuf::from("bin/sh")]
+        );
+    }
+
+    /// Found by the `config_parsers` fuzz target: `/.//t` came out as the absolute `/t`.
+    #[test]
+    fn listed_paths_stay_inside_the_rootfs() {
+        let d = dpkg_root();
+        let list = d.path().join("var/lib/dpkg/info/busybox.list");
+        fs::write(&list, "/.\n/.//t\n//usr/./bin//x\n/./\n").expect("list");
+        let db = PackageDb::open(d.path()).expect("open");
+        assert_eq!(
+            db.files("busybox").expect("files"),
+            vec![PathBuf::from("t"), PathBuf::from("usr/bin/x")]
+        );
+        fs::write(&list, "/bin\n/usr/../../etc/shadow\n").expect("list");
+        let e = db.files("busybox").expect_err("dot-dot").to_string();
+        assert!(
+            e.contains("/usr/../../etc/shadow") && e.contains("busybox"),
+            "{e}"
         );
     }
 
