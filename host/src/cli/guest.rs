@@ -127,9 +127,8 @@ fn is_connection_lost(err: &anyhow::Error) -> bool {
             .is_some_and(OpError::is_connection_lost)
             || e.downcast_ref::<SessionError>()
                 .is_some_and(SessionError::is_connection_lost)
-            || e.downcast_ref::<ReceiveError>().is_some_and(
-                |r| matches!(r, ReceiveError::Stream { source, .. } if source.is_connection_lost()),
-            )
+            || e.downcast_ref::<ReceiveError>()
+                .is_some_and(ReceiveError::is_connection_lost)
     })
 }
 

@@ -52,9 +52,8 @@ impl OpError {
     /// [`SessionError::is_connection_lost`]).
     pub fn is_connection_lost(&self) -> bool {
         match self {
-            OpError::Session(e) | OpError::Receive(ReceiveError::Stream { source: e, .. }) => {
-                e.is_connection_lost()
-            }
+            OpError::Session(e) => e.is_connection_lost(),
+            OpError::Receive(e) => e.is_connection_lost(),
             _ => false,
         }
     }

@@ -23,6 +23,14 @@ pub enum ReceiveError {
     Stream { path: PathBuf, source: SessionError },
 }
 
+impl ReceiveError {
+    /// The stream broke because the connection to the agent was lost (see
+    /// [`SessionError::is_connection_lost`]).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, ReceiveError::Stream { source, .. } if source.is_connection_lost())
+    }
+}
+
 /// The most a guest may send for one output file. The guest is untrusted: without a cap a
 /// runaway or hostile agent could fill the host's disk. Storage cannot exceed the state disk.
 pub const MAX_RECEIVE_BYTES: u64 = crate::state::DEFAULT_STATE_DISK_SIZE + (1 << 30);
