@@ -29,6 +29,11 @@ pub fn busybox_for(arch: vcontainer_initramfs::Arch) -> PathBuf {
     vcontainer::fixture::busybox_for(arch, &cache_dir()).expect("fetching busybox-static")
 }
 
+/// A path as `&str`, for argv.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 /// The output of one CLI run, with its wall time.
 #[derive(Debug)]
 pub struct Run {

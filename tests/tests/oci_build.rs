@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, Run};
+use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, s, Run};
 
 /// `SOURCE_DATE_EPOCH` of the reproducible builds (2023-11-14T22:13:20Z); the fixture's files
 /// are newer (trixie packages, files written now), so clamping is exercised.
@@ -168,10 +168,6 @@ fn build(rootfs: &Path, out: &Path, extra: &[&str]) -> Run {
     let r = run_command(build_cmd(rootfs, out, extra));
     r.assert_ok("oci build");
     r
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,29 +12,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, Run};
+use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, s, Run};
 
 const ARCH: Arch = Arch::Aarch64;
-
-fn vcontainer(home: &Path, args: &[&str]) -> Run {
-    let bin = bin_dir().join("vcontainer");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`)",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .env("HOME", home)
-        .env("VCONTAINER_CACHE_DIR", cache_dir())
-        .stdin(Stdio::null());
-    run_command(cmd)
-}
 
 /// `tool -a aarch64 --input-storage STORAGE vshell` with `script` on stdin (one VM runs it all).
 fn shell_with_storage(tool: &str, home: &Path, storage: &Path, script: &str) -> Run {
@@ -52,10 +37,6 @@ fn shell_with_storage(tool: &str, home: &Path, storage: &Path, script: &str) -> 
     .env("VCONTAINER_CACHE_DIR", cache_dir())
     .stdin(fs::File::open(&script_file).expect("open script"));
     run_command(cmd)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8 path")
 }
 
 fn json(run: &Run) -> serde_json::Value {
@@ -177,7 +158,7 @@ fn batch_import_both_engines_then_merge_and_multi_arch() {
         args.extend(["--docker", e, "--podman", e]);
     }
     args.extend(["--docker-output", s(&d1), "--podman-output", s(&p1)]);
-    let r = vcontainer(&home, &args);
+    let r = run_tool("vcontainer", &home, &args);
     r.assert_ok("batch-import of 3 images into docker and podman");
     let report = json(&r);
     for engine in ["docker", "podman"] {
@@ -196,7 +177,8 @@ fn batch_import_both_engines_then_merge_and_multi_arch() {
     let multi = multi_arch_image(w);
     let multi_entry = format!("{}={}", s(&multi), refs[3]);
     let (d2, p2) = (w.join("docker2.tar"), w.join("podman2.tar"));
-    let r = vcontainer(
+    let r = run_tool(
+        "vcontainer",
         &home,
         &[
             "batch-import",
@@ -322,7 +304,8 @@ fn a_broken_image_fails_the_batch_and_writes_nothing() {
         .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .expect("blob");
     fs::remove_file(layer).expect("rm");
-    let r = vcontainer(
+    let r = run_tool(
+        "vcontainer",
         &home,
         &[
             "-v",
@@ -351,7 +334,8 @@ fn a_broken_image_fails_the_batch_and_writes_nothing() {
 
     // A layer the engine cannot apply: the VM boots, the import fails, the run fails.
     let junk = junk_layer_image(w);
-    let r = vcontainer(
+    let r = run_tool(
+        "vcontainer",
         &home,
         &[
             "-v",

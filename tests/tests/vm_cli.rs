@@ -3,73 +3,20 @@
 //! One group per engine and arch: vdkr on x86_64, vpdmn on aarch64 (the other two pairings run
 //! the main job in vm_e2e).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
+use vcontainer_tests::instance::Instance;
 use vcontainer_tests::pty::PtyCommand;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_tool, ResidentGuard, Run};
+use vcontainer_tests::vm::{bin_dir, busybox_for, s};
 
-struct Group {
-    tool: &'static str,
-    arch: Arch,
-    home: PathBuf,
-    _resident: ResidentGuard,
-    work: tempfile::TempDir,
-}
-
-impl Group {
-    fn new(tool: &'static str, arch: Arch) -> Group {
-        let work = tempfile::tempdir().expect("tempdir");
-        let home = work.path().join("home");
-        std::fs::create_dir(&home).expect("home");
-        Group {
-            tool,
-            arch,
-            _resident: ResidentGuard {
-                tool: tool.into(),
-                home: home.clone(),
-                args: vec!["-a".into(), arch.name().into()],
-            },
-            home,
-            work,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
-    /// Runs the tool with `-a ARCH` first.
-    fn run(&self, args: &[&str]) -> Run {
-        let mut full = vec!["-a", self.arch.name()];
-        full.extend_from_slice(args);
-        run_tool(self.tool, &self.home, &full)
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        r.assert_ok(&format!("{} {}", self.tool, args.join(" ")));
-        r
-    }
-
-    /// The tool on a new pseudo-terminal, as a user at a terminal would run it.
-    fn pty(&self, args: &[&str]) -> PtyCommand {
-        let mut cmd = Command::new(bin_dir().join(self.tool));
-        cmd.arg("-a")
-            .arg(self.arch.name())
-            .args(args)
-            .env("HOME", &self.home)
-            .env("VCONTAINER_CACHE_DIR", cache_dir());
-        PtyCommand::spawn(cmd, 30, 100).expect("spawn on a pty")
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+/// The tool on a new pseudo-terminal, as a user at a terminal would run it.
+fn pty(g: &Instance, args: &[&str]) -> PtyCommand {
+    PtyCommand::spawn(g.command(args), 30, 100).expect("spawn on a pty")
 }
 
 /// A root filesystem directory (busybox and a file) for `vimport`/`import` of plain rootfs.
@@ -105,7 +52,7 @@ fn tar_digest(path: &Path) -> Vec<(String, String)> {
 }
 
 fn cli_group(tool: &'static str, arch: Arch) {
-    let g = Group::new(tool, arch);
+    let g = Instance::new(tool, arch);
     let a = arch.name();
     let busybox = busybox_for(arch);
     let layout = g.path("hello-oci");
@@ -218,7 +165,7 @@ fn cli_group(tool: &'static str, arch: Arch) {
     g.ok(&["unpause", "web"]);
 
     // --- interactive: exec -it, run -it, vshell ------------------------------------------------
-    let mut p = g.pty(&["exec", "-it", "web", "sh"]);
+    let mut p = pty(&g, &["exec", "-it", "web", "sh"]);
     p.expect("#", Duration::from_secs(60))
         .expect("exec -it prompt");
     p.send(b"stty size; tty\r").expect("send");
@@ -250,7 +197,7 @@ fn cli_group(tool: &'static str, arch: Arch) {
         "exec -it exit code: {out}"
     );
 
-    let mut p = g.pty(&["run", "-it", "--rm", "hello:1.0", "sh"]);
+    let mut p = pty(&g, &["run", "-it", "--rm", "hello:1.0", "sh"]);
     p.expect("#", Duration::from_secs(60))
         .expect("run -it prompt");
     // A resize as soon as the prompt shows: the engine CLI may not handle SIGWINCH yet (docker's
@@ -284,7 +231,7 @@ fn cli_group(tool: &'static str, arch: Arch) {
         "Ctrl-D ends the shell: {out}"
     );
 
-    let mut p = g.pty(&["vshell"]);
+    let mut p = pty(&g, &["vshell"]);
     p.send(b"uname -m; exit 6\r").expect("send");
     p.expect(a, Duration::from_secs(60))
         .expect("vshell runs in the VM");
@@ -404,7 +351,7 @@ fn cli_group(tool: &'static str, arch: Arch) {
     assert!(r.stdout.contains("hello"), "{}", r.stdout);
 
     // A terminal session works one-shot too (a VM booted for it and shut down after).
-    let mut p = g.pty(&["--stateless", "vshell"]);
+    let mut p = pty(&g, &["--stateless", "vshell"]);
     p.send(b"echo one-shot-$((6*7)); exit 3\r").expect("send");
     p.expect("one-shot-42", Duration::from_secs(180))
         .expect("one-shot vshell runs");

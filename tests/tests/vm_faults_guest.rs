@@ -7,189 +7,14 @@
 //! Boots are expensive under TCG, so one memory-resident VM serves several cases where the cases
 //! leave it running.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
+use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, ResidentGuard, Run};
-
-/// One tool/arch pairing with its own `HOME` (state) and work directory, stopped when dropped.
-struct Vm {
-    tool: &'static str,
-    arch: Arch,
-    home: PathBuf,
-    _resident: ResidentGuard,
-    work: tempfile::TempDir,
-}
-
-impl Vm {
-    fn new(tool: &'static str, arch: Arch) -> Vm {
-        let work = tempfile::tempdir().expect("tempdir");
-        let home = work.path().join("home");
-        std::fs::create_dir(&home).expect("home");
-        Vm {
-            tool,
-            arch,
-            _resident: ResidentGuard {
-                tool: tool.into(),
-                home: home.clone(),
-                args: vec!["-a".into(), arch.name().into()],
-            },
-            home,
-            work,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin_dir().join(self.tool));
-        cmd.arg("-a")
-            .arg(self.arch.name())
-            .args(args)
-            .env("HOME", &self.home)
-            .env("VCONTAINER_CACHE_DIR", cache_dir())
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run_command(self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        r.assert_ok(&format!("{} {}", self.tool, args.join(" ")));
-        r
-    }
-
-    /// A shell script run by `/bin/sh` in the VM itself (`vshell` with the script on stdin).
-    fn vshell(&self, script: &str) -> Run {
-        let mut cmd = self.command(&["vshell"]);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn vshell");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("write script");
-        let out = child.wait_with_output().expect("wait vshell");
-        let run = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            secs: started.elapsed().as_secs_f64(),
-        };
-        eprintln!("  vshell {script:?} -> {:?} in {:.1} s", run.code, run.secs);
-        run
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.home
-            .join(format!(".{}", self.tool))
-            .join(self.arch.name())
-    }
-
-    fn state_disk(&self) -> PathBuf {
-        let name = if self.tool == "vdkr" {
-            "docker-state.img"
-        } else {
-            "podman-state.img"
-        };
-        self.state_dir().join(name)
-    }
-
-    /// QEMU's pid from the memory-resident VM's record.
-    fn qemu_pid(&self) -> u32 {
-        let text = std::fs::read_to_string(self.state_dir().join("instance.json"))
-            .expect("instance.json of the running VM");
-        let v: serde_json::Value = serde_json::from_str(&text).expect("instance.json");
-        v["qemu"]["pid"].as_u64().expect("qemu.pid") as u32
-    }
-
-    /// Stops the memory-resident VM gracefully and checks the state disk with `e2fsck -n`.
-    fn stop_and_fsck(&self) {
-        let pid = self.qemu_pid();
-        self.ok(&["memres", "stop"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !process_gone(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert!(process_gone(pid), "QEMU {pid} still runs after memres stop");
-        let r = self.run(&["memres", "status"]);
-        assert_eq!((r.code, r.stdout.trim()), (Some(1), "stopped"), "{r:?}");
-        fsck(&self.state_disk());
-    }
-
-    fn images(&self) -> String {
-        self.ok(&["images"]).stdout.clone()
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn e2fsck() -> PathBuf {
-    ["/usr/sbin/e2fsck", "/sbin/e2fsck"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("e2fsck (e2fsprogs) is needed for these tests")
-}
-
-/// `e2fsck -n -f`: read-only, full check; exit 0 means clean.
-fn fsck(disk: &Path) {
-    let out = Command::new(e2fsck())
-        .args(["-n", "-f"])
-        .arg(disk)
-        .output()
-        .expect("run e2fsck");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "e2fsck -n {}: {}\n{}",
-        disk.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// An OCI layout whose single layer holds busybox and `mib` MiB of noise.
-fn big_layout(vm: &Vm, name: &str, mib: usize) -> PathBuf {
-    let dir = vm.path(name);
-    let data = vcontainer::fixture::pseudo_random(mib << 20);
-    write_layout_with_files(
-        &dir,
-        vm.arch.oci(),
-        &busybox_for(vm.arch),
-        "1.0",
-        &[("big.bin", &data)],
-    )
-    .expect("big layout");
-    dir
-}
-
-/// `dir` holds exactly `expected` (no output file, no `.partial-` temporary file).
-fn assert_only(dir: &Path, expected: &[&str]) {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    assert_eq!(names, want, "unexpected files in {}", dir.display());
-}
+use vcontainer_tests::instance::{assert_only, process_gone, wait_until, Instance};
+use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, s, Run};
 
 fn assert_failed(r: &Run, needles: &[&str]) {
     eprintln!("  failed as expected ({:?}): {}", r.code, r.stderr.trim());
@@ -205,27 +30,17 @@ fn assert_failed(r: &Run, needles: &[&str]) {
     }
 }
 
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie nobody reaped yet has exited too.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 // --- case 2: guest kernel panic mid-operation ---------------------------------------------------
 
 fn kernel_panic_mid_import(tool: &'static str, arch: Arch) {
-    let vm = Vm::new(tool, arch);
-    let big = big_layout(&vm, "big-oci", 192);
+    let vm = Instance::new(tool, arch);
+    let big = vm.big_layout("big-oci", 192);
     let out_dir = vm.path("out");
     std::fs::create_dir(&out_dir).expect("mkdir");
     let out = out_dir.join("storage.tar");
 
     vm.ok(&["memres", "start"]);
-    let pid = vm.qemu_pid();
+    let pid = vm.resident_qemu_pid();
 
     // The long import (with a storage export after it) runs while the guest panics.
     let import = {
@@ -244,11 +59,8 @@ fn kernel_panic_mid_import(tool: &'static str, arch: Arch) {
     assert_failed(&r, &["kernel panic"]);
 
     // QEMU ended by itself (panic=-1, -no-reboot): nothing left running.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !process_gone(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(process_gone(pid), "QEMU {pid} still runs after the panic");
+    let gone = wait_until(Duration::from_secs(30), || process_gone(pid));
+    assert!(gone, "QEMU {pid} still runs after the panic");
     let st = vm.run(&["memres", "status"]);
     assert_eq!((st.code, st.stdout.trim()), (Some(1), "stopped"), "{st:?}");
     assert_only(&out_dir, &[]);
@@ -280,7 +92,7 @@ const TOO_BIG_MIB: usize = 200;
 
 /// Makes the instance's state disk before the first boot, much smaller than the default: the host
 /// uses an existing disk as it is.
-fn small_state_disk(vm: &Vm) {
+fn small_state_disk(vm: &Instance) {
     let dir = vm.state_dir();
     std::fs::create_dir_all(&dir).expect("state dir");
     let disk = vm.state_disk();
@@ -308,7 +120,7 @@ fn small_state_disk(vm: &Vm) {
 
 fn docker_guest_faults(arch: Arch) {
     let tool = "vdkr";
-    let vm = Vm::new(tool, arch);
+    let vm = Instance::new(tool, arch);
     small_state_disk(&vm);
     let hello = vm.path("hello-oci");
     write_busybox_layout(&hello, arch.oci(), &busybox_for(arch), "1.0").expect("fixture");
@@ -376,7 +188,7 @@ fn docker_guest_faults(arch: Arch) {
 
     // --- case 4: the state disk fills up during an import --------------------------------------
     let t = Instant::now();
-    let big = big_layout(&vm, "big-oci", TOO_BIG_MIB);
+    let big = vm.big_layout("big-oci", TOO_BIG_MIB);
     let r = vm.run(&["vimport", s(&big), "big:1", "--storage", s(&out)]);
     if !r.stderr.contains("no space") {
         // Name what the guest saw before failing: the disk and the daemon's last words.
@@ -428,7 +240,7 @@ fn docker_guest_faults(arch: Arch) {
 }
 
 /// An OCI archive of a busybox layout whose largest blob (the layer) `edit` has damaged.
-fn broken_archive(vm: &Vm, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+fn broken_archive(vm: &Instance, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     let layout = vm.path(&format!("{name}-oci"));
     write_busybox_layout(&layout, vm.arch.oci(), &busybox_for(vm.arch), "1.0").expect("fixture");
     let largest = std::fs::read_dir(layout.join("blobs/sha256"))

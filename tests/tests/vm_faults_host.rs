@@ -9,15 +9,15 @@
 //! version override in the product's handshake, which is not worth a production code path.
 
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_tool, ResidentGuard, Run};
+use vcontainer_tests::instance::{wait_until, Bg, Instance};
+use vcontainer_tests::vm::Run;
 
 /// Under TCG on a loaded 2-core host a boot plus an operation can take minutes.
 const COMMAND_LIMIT: Duration = Duration::from_secs(900);
@@ -25,277 +25,6 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(900);
 const FAULT_LIMIT: Duration = Duration::from_secs(90);
 /// Large enough that its transfer takes seconds under TCG (~15 MB/s), so a fault lands mid-way.
 const PAYLOAD_MIB: usize = 48;
-
-/// One instance's world: a private HOME (so state dirs, sockets and CIDs are the test's own), a
-/// work directory for fixtures and outputs. Dropping it kills any VM process still naming its
-/// HOME (only this test's: the path is a fresh temporary directory).
-struct World {
-    tool: &'static str,
-    arch: Arch,
-    home: PathBuf,
-    work: tempfile::TempDir,
-    _resident: ResidentGuard,
-}
-
-impl World {
-    fn new(tool: &'static str, arch: Arch) -> World {
-        let work = tempfile::tempdir().expect("tempdir");
-        let home = work.path().join("home");
-        std::fs::create_dir(&home).expect("home");
-        World {
-            tool,
-            arch,
-            _resident: ResidentGuard {
-                tool: tool.into(),
-                home: home.clone(),
-                args: vec!["-a".into(), arch.name().into()],
-            },
-            home,
-            work,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
-    fn state(&self) -> PathBuf {
-        self.home
-            .join(format!(".{}", self.tool))
-            .join(self.arch.name())
-    }
-
-    fn state_disk(&self) -> PathBuf {
-        let engine = if self.tool == "vdkr" {
-            "docker"
-        } else {
-            "podman"
-        };
-        self.state().join(format!("{engine}-state.img"))
-    }
-
-    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut full = vec!["-a", self.arch.name()];
-        full.extend_from_slice(args);
-        full
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run_tool(self.tool, &self.home, &self.args(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        r.assert_ok(&format!("{} {}", self.tool, args.join(" ")));
-        r
-    }
-
-    /// Starts the tool in the background, output into files of the work directory.
-    fn spawn(&self, args: &[&str]) -> Bg {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let out = self.path(&format!("bg-{n}.out"));
-        let err = self.path(&format!("bg-{n}.err"));
-        let child = Command::new(bin_dir().join(self.tool))
-            .args(self.args(args))
-            .env("HOME", &self.home)
-            .env("VCONTAINER_CACHE_DIR", cache_dir())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("out"))
-            .stderr(std::fs::File::create(&err).expect("err"))
-            .spawn()
-            .expect("spawn CLI");
-        eprintln!("  spawned {} {:?} (pid {})", self.tool, args, child.id());
-        Bg {
-            child,
-            out,
-            err,
-            started: Instant::now(),
-        }
-    }
-
-    /// QEMU and vhost-device-vsock processes of this world (found by its unique HOME in argv).
-    fn vm_procs(&self) -> Vec<(u32, String)> {
-        vm_procs_naming(&self.home)
-    }
-
-    fn qemu_pid(&self) -> Option<u32> {
-        self.vm_procs()
-            .into_iter()
-            .find(|(_, c)| c.starts_with("qemu"))
-            .map(|(p, _)| p)
-    }
-
-    fn backend_pid(&self) -> Option<u32> {
-        self.vm_procs()
-            .into_iter()
-            .find(|(_, c)| c.starts_with("vhost"))
-            .map(|(p, _)| p)
-    }
-
-    /// After a command ended, none of its VM processes may remain.
-    fn assert_no_vm_left(&self, what: &str) {
-        let ok = wait_until(Duration::from_secs(15), || self.vm_procs().is_empty());
-        assert!(ok, "{what}: VM processes left: {:?}", self.vm_procs());
-    }
-
-    fn big_layout(&self) -> PathBuf {
-        let dir = self.path("big-oci");
-        if !dir.exists() {
-            let payload = vcontainer::fixture::pseudo_random(PAYLOAD_MIB << 20);
-            write_layout_with_files(
-                &dir,
-                self.arch.oci(),
-                &busybox_for(self.arch),
-                "1.0",
-                &[("payload.bin", &payload)],
-            )
-            .expect("big fixture");
-        }
-        dir
-    }
-
-    fn small_layout(&self) -> PathBuf {
-        let dir = self.path("small-oci");
-        if !dir.exists() {
-            write_busybox_layout(&dir, self.arch.oci(), &busybox_for(self.arch), "1.0")
-                .expect("fixture");
-        }
-        dir
-    }
-
-    /// `e2fsck -n -f` on the state disk: the last stop was graceful, so it must be clean.
-    fn assert_disk_clean(&self) {
-        let out = Command::new("e2fsck")
-            .args(["-n", "-f"])
-            .arg(self.state_disk())
-            .output()
-            .expect("run e2fsck");
-        assert!(
-            out.status.success(),
-            "e2fsck -n {}: {:?}\n{}{}",
-            self.state_disk().display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for (pid, _) in self.vm_procs() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-    }
-}
-
-/// A CLI running in the background.
-struct Bg {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    started: Instant,
-}
-
-impl Bg {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), sig).expect("signal the CLI");
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// Waits at most `limit` for the CLI; a CLI still running then is killed and the test fails.
-    fn wait(mut self, limit: Duration) -> Run {
-        let t = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if t.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "the CLI hung: still running {} s after the fault\n--- stderr ---\n{}",
-                    limit.as_secs(),
-                    std::fs::read_to_string(&self.err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let run = Run {
-            code: status.code(),
-            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
-            secs: self.started.elapsed().as_secs_f64(),
-        };
-        eprintln!(
-            "  background CLI -> {:?} in {:.1} s ({:.1} s after waiting began)\n  stderr: {}",
-            run.code,
-            run.secs,
-            t.elapsed().as_secs_f64(),
-            run.stderr.trim()
-        );
-        run
-    }
-
-    /// True once the CLI has a file open under `dir` (e.g. an image blob it is sending).
-    fn has_open_under(&self, dir: &Path) -> bool {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
-            return false;
-        };
-        fds.flatten()
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .any(|p| p.starts_with(dir))
-    }
-}
-
-fn vm_procs_naming(home: &Path) -> Vec<(u32, String)> {
-    let needle = home.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if !(comm.starts_with("qemu") || comm.starts_with("vhost")) {
-            continue;
-        }
-        // Zombies (exited, not yet reaped) are gone for our purposes.
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        {
-            continue;
-        }
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            found.push((pid, comm.to_string()));
-        }
-    }
-    found
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
 
 fn sigkill(pid: u32, what: &str) {
     eprintln!("  SIGKILL {what} (pid {pid})");
@@ -357,8 +86,8 @@ fn error_text(r: &Run) -> String {
 }
 
 /// Case 1 (one-shot): QEMU killed while `vimport … --storage` sends the image.
-fn qemu_killed_during_oneshot_vimport(w: &World) {
-    let big = w.big_layout();
+fn qemu_killed_during_oneshot_vimport(w: &Instance) {
+    let big = w.big_layout("big-oci", PAYLOAD_MIB);
     let out = w.path("out.tar");
     let mut bg = w.spawn(&[
         "vimport",
@@ -388,8 +117,8 @@ fn qemu_killed_during_oneshot_vimport(w: &World) {
 }
 
 /// Case 9 (one-shot): SIGINT while `vimport … --storage` writes the storage tar.
-fn sigint_during_oneshot_export(w: &World) {
-    let small = w.small_layout();
+fn sigint_during_oneshot_export(w: &Instance) {
+    let small = w.busybox_layout("small-oci");
     let out = w.path("int.tar");
     let mut bg = w.spawn(&[
         "vimport",
@@ -414,7 +143,7 @@ fn sigint_during_oneshot_export(w: &World) {
 #[test]
 fn x86_64_podman_oneshot_faults() {
     let started = Instant::now();
-    let w = World::new("vpdmn", Arch::X86_64);
+    let w = Instance::new("vpdmn", Arch::X86_64);
 
     eprintln!("case 1: QEMU killed during a one-shot vimport");
     qemu_killed_during_oneshot_vimport(&w);
@@ -423,7 +152,7 @@ fn x86_64_podman_oneshot_faults() {
     sigint_during_oneshot_export(&w);
 
     eprintln!("case 10: stale memory-resident state");
-    let state = w.state();
+    let state = w.state_dir();
     let record = |pid: u32, start_time: u64| {
         serde_json::json!({
             "format": 1, "arch": "x86_64", "engine": "podman", "created": 0,
@@ -498,7 +227,7 @@ fn x86_64_podman_oneshot_faults() {
 #[test]
 fn aarch64_docker_oneshot_faults() {
     let started = Instant::now();
-    let w = World::new("vdkr", Arch::Aarch64);
+    let w = Instance::new("vdkr", Arch::Aarch64);
     eprintln!("case 1: QEMU killed during a one-shot vimport");
     qemu_killed_during_oneshot_vimport(&w);
     eprintln!("case 9: SIGINT to a one-shot CLI during the storage export");
@@ -514,7 +243,7 @@ fn aarch64_docker_oneshot_faults() {
 }
 
 /// An export against the resident VM, interrupted by `fault` once data flows; returns the run.
-fn faulted_export(w: &World, name: &str, fault: impl FnOnce(&Bg)) -> Run {
+fn faulted_export(w: &Instance, name: &str, fault: impl FnOnce(&Bg)) -> Run {
     let out = w.path(name);
     let mut bg = w.spawn(&["--storage", out.to_str().expect("utf8"), "images"]);
     wait_for_partial(&mut bg, &out);
@@ -526,11 +255,6 @@ fn faulted_export(w: &World, name: &str, fault: impl FnOnce(&Bg)) -> Run {
         "no output after {name}"
     );
     r
-}
-
-fn resident_record(w: &World) -> serde_json::Value {
-    let text = std::fs::read_to_string(w.state().join("instance.json")).expect("instance.json");
-    serde_json::from_str(&text).expect("json")
 }
 
 #[test]
@@ -550,9 +274,9 @@ fn aarch64_podman_memres_faults() {
 /// during an export) and 3 (the vsock backend killed during an export) on a memory-resident VM.
 fn memres_faults(tool: &'static str, arch: Arch) {
     let started = Instant::now();
-    let w = World::new(tool, arch);
+    let w = Instance::new(tool, arch);
     w.ok(&["memres", "start"]);
-    let big = w.big_layout();
+    let big = w.big_layout("big-oci", PAYLOAD_MIB);
     w.ok(&["vimport", big.to_str().expect("utf8"), "big:1.0"]);
 
     eprintln!("case 8: two commands at once on one memory-resident instance");
@@ -579,7 +303,7 @@ fn memres_faults(tool: &'static str, arch: Arch) {
     }
 
     eprintln!("case 1: QEMU killed during an export from the resident VM");
-    let qemu = resident_record(&w)["qemu"]["pid"].as_u64().expect("pid") as u32;
+    let qemu = w.resident_record()["qemu"]["pid"].as_u64().expect("pid") as u32;
     let r = faulted_export(&w, "qemu-killed.tar", |_| sigkill(qemu, "resident QEMU"));
     assert_failed_naming(
         &r,
@@ -625,9 +349,9 @@ fn memres_faults(tool: &'static str, arch: Arch) {
 #[test]
 fn concurrent_commands_and_instances_both_arches() {
     let started = Instant::now();
-    let p = World::new("vpdmn", Arch::X86_64);
-    let d = World::new("vdkr", Arch::X86_64);
-    let a = World::new("vpdmn", Arch::Aarch64);
+    let p = Instance::new("vpdmn", Arch::X86_64);
+    let d = Instance::new("vdkr", Arch::X86_64);
+    let a = Instance::new("vpdmn", Arch::Aarch64);
     eprintln!("case 8: two one-shot commands on one instance, and two other instances beside them");
     let first = p.spawn(&["images"]);
     let other = d.spawn(&["images"]);

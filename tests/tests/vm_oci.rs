@@ -9,33 +9,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, run_tool, ResidentGuard, Run};
+use vcontainer_tests::vm::{cache_dir, run_tool, s, ResidentGuard};
 
 const ARCH: Arch = Arch::Aarch64;
 const APP_CONF: &str = "app-conf-from-the-rest-layer";
 const PACKAGES: [&str; 4] = ["libc6", "libtinfo6", "base-files", "bash"];
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn vcontainer(home: &Path, args: &[&str]) -> Run {
-    let bin = bin_dir().join("vcontainer");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`)",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .env("HOME", home)
-        .env("VCONTAINER_CACHE_DIR", cache_dir())
-        .stdin(Stdio::null());
-    run_command(cmd)
-}
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
@@ -56,7 +36,8 @@ fn build_image(work: &Path, home: &Path) -> PathBuf {
 
     let layout = work.join("app-oci");
     let layer_cache = work.join("layer-cache");
-    let r = vcontainer(
+    let r = run_tool(
+        "vcontainer",
         home,
         &[
             "oci",

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, Run};
+use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, s, Run};
 
 fn vcontainer(args: &[&str]) -> Run {
     let mut cmd = Command::new(bin_dir().join("vcontainer"));
@@ -16,10 +16,6 @@ fn vcontainer(args: &[&str]) -> Run {
         .env("VCONTAINER_CACHE_DIR", cache_dir())
         .stdin(Stdio::null());
     run_command(cmd)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// The installed storage of `engine` in `rootfs`, as a tar `vdkr --input-storage` takes.
