@@ -1,6 +1,6 @@
 //! Host-side faults on real VMs (issue 6): QEMU or the vsock backend killed mid-transfer, SIGINT
 //! and SIGTERM to the CLI during an export, concurrent commands and instances, stale
-//! memory-resident state. Every case must end with a non-zero exit naming the cause, no output
+//! memory-resident state; and, on the same memory-resident VMs, the guest's importer killed. Every case must end with a non-zero exit naming the cause, no output
 //! file (nor its temporary file) left behind, no VM process left running, the instance usable by
 //! the next command, and a state disk that `e2fsck -n` finds clean after a graceful stop.
 //!
@@ -270,8 +270,9 @@ fn aarch64_podman_memres_faults() {
     memres_faults("vpdmn", Arch::Aarch64);
 }
 
-/// Cases 8 (two commands on one instance), 9 (SIGINT/SIGTERM during an export), 1 (QEMU killed
-/// during an export) and 3 (the vsock backend killed during an export) on a memory-resident VM.
+/// Cases 8 (two commands on one instance), 11 (the importer killed in the guest), 9 (SIGINT and
+/// SIGTERM during an export), 1 (QEMU killed during an export) and 3 (the vsock backend killed
+/// during an export) on a memory-resident VM.
 fn memres_faults(tool: &'static str, arch: Arch) {
     let started = Instant::now();
     let w = Instance::new(tool, arch);
@@ -286,6 +287,29 @@ fn memres_faults(tool: &'static str, arch: Arch) {
     a.assert_ok("images beside ps");
     b.assert_ok("ps beside images");
     assert!(a.stdout.contains("big"), "{}", a.stdout);
+
+    eprintln!("case 11: the importer (skopeo) killed inside the guest mid-import");
+    // Another payload size, so that no layer of it is in the engine yet.
+    let other = w.big_layout("other-oci", PAYLOAD_MIB + 1);
+    let import = w.spawn(&["vimport", other.to_str().expect("utf8"), "other:1.0"]);
+    let k = w.vshell(
+        "i=0\nwhile [ $i -lt 1800 ]; do\n  pkill -9 -x skopeo && echo killed && exit 0\n  i=$((i+1)); sleep 0.1\ndone\nexit 1\n",
+    );
+    assert!(k.stdout.contains("killed"), "skopeo never ran: {k:?}");
+    let r = import.wait(FAULT_LIMIT);
+    assert_failed_naming(&r, "skopeo killed", &["killed by signal 9"]);
+    assert!(
+        r.stderr.contains("skopeo"),
+        "the agent names the killed importer:\n{}",
+        r.stderr
+    );
+    let images = w.images();
+    assert!(
+        images.contains("big") && !images.contains("other"),
+        "the earlier image stays, the killed import left none: {images}"
+    );
+    w.ok(&["vimport", other.to_str().expect("utf8"), "other:1.0"]);
+    assert!(w.images().contains("other"), "the import works again");
 
     eprintln!("case 9: SIGINT and SIGTERM to the CLI during an export from the resident VM");
     for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {

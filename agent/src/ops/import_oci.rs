@@ -52,9 +52,15 @@ pub async fn import_oci(
     if status != vcontainer_protocol::ExitStatus::Code(0) {
         // A full state disk often surfaces from skopeo as a broken pipe to the engine, not as
         // ENOSPC: quote the daemon's own words, and say what the disk looks like.
-        let notes = log_mark
-            .and_then(|(at, log)| space_errors_since(&log, at))
+        let killed = match status {
+            vcontainer_protocol::ExitStatus::Signal(n) => Some(format!(
+                "vcontainer-agent: skopeo (copying the image into the engine) was killed by signal {n}\n"
+            )),
+            vcontainer_protocol::ExitStatus::Code(_) => None,
+        };
+        let notes = killed
             .into_iter()
+            .chain(log_mark.and_then(|(at, log)| space_errors_since(&log, at)))
             .chain(full_disk_note(
                 &agent.layout.state_dir,
                 tree_bytes(&staging.path),

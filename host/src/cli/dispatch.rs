@@ -36,7 +36,7 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            reporter.error(format!("{e:#}"));
+            reporter.error(super::error_text::error_text(&e));
             return ExitCode::from(1);
         }
     };
@@ -54,7 +54,7 @@ pub fn main_for(default_tool: Tool) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            reporter.error(format!("{e:#}"));
+            reporter.error(super::error_text::error_text(&e));
             match e.downcast_ref::<Interrupted>() {
                 Some(Interrupted(sig)) => ExitCode::from((128 + sig) as u8),
                 None => ExitCode::from(1),
@@ -167,7 +167,10 @@ async fn run(settings: &Settings, args: EngineArgs, reporter: &Reporter) -> Resu
         (Ok(_), Err(e)) => Err(e),
         (Err(e), _) => {
             if let Some((cause, console)) = death {
-                bail!("{cause}: {e:#}\n--- guest console (last lines) ---\n{console}");
+                bail!(
+                    "{cause}: {}\n--- guest console (last lines) ---\n{console}",
+                    super::error_text::error_text(&e)
+                );
             }
             if !console.is_empty() {
                 reporter.debug(format!("guest console (last lines):\n{console}"));

@@ -321,18 +321,43 @@ async fn vimport(
     let status = status.with_context(|| format!("importing {}", source.display()))?;
     if status.shell_code() != 0 {
         bail!(
-            "the guest engine failed to import {} as {reference} (exit {})",
+            "the guest engine failed to import {} as {reference} ({})",
             source.display(),
-            status.shell_code()
+            describe_status(status)
         );
     }
     reporter.step(format!("imported {} as {reference}", source.display()));
     Ok(0)
 }
 
+/// "exit 1", or "killed by signal 9 (SIGKILL)": a process killed in the guest (the OOM killer,
+/// someone's `kill`) is told apart from one that failed.
+fn describe_status(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(c) => format!("exit {c}"),
+        ExitStatus::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
+            Ok(sig) => format!("killed by signal {s} ({})", sig.as_str()),
+            Err(_) => format!("killed by signal {s}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_importer_is_told_apart_from_a_failed_one() {
+        assert_eq!(describe_status(ExitStatus::Code(125)), "exit 125");
+        assert_eq!(
+            describe_status(ExitStatus::Signal(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            describe_status(ExitStatus::Signal(99)),
+            "killed by signal 99"
+        );
+    }
 
     #[test]
     fn detached_only_before_the_image() {

@@ -6,6 +6,7 @@ mod args;
 mod dispatch;
 mod docs;
 mod engine_cmd;
+mod error_text;
 mod execute;
 mod guest;
 mod host_engine;

@@ -85,7 +85,7 @@ pub fn vcontainer_main() -> ExitCode {
     match runtime.block_on(run(args.command, &reporter)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            reporter.error(format!("{e:#}"));
+            reporter.error(super::error_text::error_text(&e));
             ExitCode::from(1)
         }
     }
