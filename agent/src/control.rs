@@ -1,7 +1,10 @@
 //! The control connection: the agent dials the host once it has booted (the host never polls a
 //! booting guest), says Hello, takes its BootConfig, seeds storage, starts the engine and reports
-//! Ready. The connection then stays open but nothing depends on it: in memory-resident mode the
-//! host process that booted the VM goes away.
+//! Ready. The connection then stays open as the VM's tie to the host process that booted it: a
+//! host-bound guest ([`BootConfig::host_bound`]) whose host end closes before a
+//! [`HostMsg::Detach`] shuts down cleanly and powers off. A CLI killed by a harness timeout
+//! (SIGKILL, no chance to clean up) therefore takes its VM with it, with the engine stopped and
+//! the state disk synced and unmounted, instead of leaving it running on the instance's disk.
 
 use std::future::Future;
 use std::io;
@@ -11,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
+use tokio::sync::Mutex;
 use tokio_vsock::{VsockAddr, VsockStream, VMADDR_CID_HOST};
 use vcontainer_protocol::{
     AgentMsg, BootConfig, ErrorKind, HostMsg, MessageName, ProtocolError, ReadyInfo,
 };
 
 use crate::agent::Agent;
-use crate::conn;
+use crate::conn::{self, FrameReader, FrameWriter};
 use crate::console::uptime_ms;
 use crate::ops::seed::seed_storage;
 use crate::{debug, log};
@@ -67,7 +71,8 @@ pub async fn dial_unix(path: &Path) -> io::Result<UnixStream> {
 /// settings.
 async fn guest_setup(agent: &Agent, boot: &BootConfig) -> Result<(), (ErrorKind, String)> {
     if boot.network && agent.layout.guest {
-        tokio::task::spawn_blocking(crate::net::configure_guest_network)
+        let offline = boot.host_offline;
+        tokio::task::spawn_blocking(move || crate::net::configure_guest_network(offline))
             .await
             .map_err(|e| (ErrorKind::Io, format!("network setup: {e}")))?
             .map_err(|e| (ErrorKind::Io, format!("network setup: {e}")))?;
@@ -112,6 +117,15 @@ where
             Err(e) => outcome = Err((e.kind(), format!("seeding storage: {e}"))),
         }
     }
+    // From here on only the watcher reads the connection: it notices the host going away while
+    // the engine is still starting, too.
+    let wr = Arc::new(Mutex::new(wr));
+    tokio::spawn(watch_host(
+        rd,
+        Arc::clone(&wr),
+        Arc::clone(&agent),
+        boot.host_bound,
+    ));
     let mut engine_ms = uptime_ms();
     if outcome.is_ok() && boot.start_engine {
         match agent.engine.start().await {
@@ -130,19 +144,52 @@ where
                 Arc::clone(&agent),
                 std::time::Duration::from_secs(boot.idle_timeout_secs),
             );
-            wr.send(&ready).await.map_err(|e| e.to_string())
+            wr.lock()
+                .await
+                .send(&ready)
+                .await
+                .map_err(|e| e.to_string())
         }
         Err((kind, message)) => {
             log!("{message}");
-            wr.send_error(kind, message.clone()).await;
+            wr.lock().await.send_error(kind, message.clone()).await;
             Err(message)
         }
     };
-    // Keep the connection open (the host may watch it to notice the guest going away) without
-    // depending on it.
-    tokio::spawn(async move {
-        let _wr = wr;
-        while rd.recv().await.is_ok() {}
-    });
     result
+}
+
+/// Reads the control connection until it closes. `Detach` releases a host-bound guest (it is
+/// memory-resident now); a close while still bound means the host is gone, and the guest shuts
+/// down the same clean way `Shutdown` does.
+async fn watch_host(
+    mut rd: FrameReader,
+    wr: Arc<Mutex<FrameWriter>>,
+    agent: Arc<Agent>,
+    mut bound: bool,
+) {
+    loop {
+        match rd.recv().await {
+            Ok(HostMsg::Detach) => {
+                bound = false;
+                debug!("detached: the VM outlives the host process that booted it");
+                let _ = wr.lock().await.send(&AgentMsg::Done).await;
+            }
+            Ok(other) => debug!("control connection: ignoring {}", other.name()),
+            Err(_) => break,
+        }
+    }
+    if bound {
+        host_gone(&agent).await;
+    }
+}
+
+/// The host that booted this guest is gone: nobody will ever ask for a clean shutdown, so do it
+/// now (engine stopped, storage synced and unmounted) and power off.
+pub async fn host_gone(agent: &Agent) {
+    log!("the host process that booted this VM is gone: shutting down");
+    if let Err(e) = agent.prepare_shutdown().await {
+        log!("shutdown: {e}");
+    }
+    agent.finish_shutdown();
 }

@@ -65,8 +65,9 @@ pub enum NetError {
     Io { path: String, source: io::Error },
 }
 
-/// Brings up the guest network; returns the interface used.
-pub fn configure_guest_network() -> Result<String, NetError> {
+/// Brings up the guest network; returns the interface used. `offline`: the host has no route
+/// out ([`vcontainer_protocol::BootConfig::host_offline`]).
+pub fn configure_guest_network(offline: bool) -> Result<String, NetError> {
     let t0 = Instant::now();
     let (name, index) = wait_for_interface(Path::new(SYS_CLASS_NET), INTERFACE_DEADLINE)?;
     debug!(
@@ -87,7 +88,7 @@ pub fn configure_guest_network() -> Result<String, NetError> {
     request(&fd, &newlink_up_request(index as i32, 3)).map_err(nl("setting the link up"))?;
     request(&fd, &default_route_request(index, GATEWAY, 4))
         .map_err(nl("adding the default route via 10.0.2.2"))?;
-    write_resolv_conf(Path::new("/etc/resolv.conf"))?;
+    write_resolv_conf(Path::new("/etc/resolv.conf"), offline)?;
     log!(
         "network: {name} {GUEST_ADDR}/{PREFIX_LEN} via {GATEWAY} in {} ms",
         t0.elapsed().as_millis()
@@ -96,7 +97,9 @@ pub fn configure_guest_network() -> Result<String, NetError> {
 }
 
 /// `/etc/resolv.conf` with slirp's DNS forwarder; replaces a link (systemd-resolved style) too.
-pub fn write_resolv_conf(path: &Path) -> Result<(), NetError> {
+/// On an offline host the forwarder can never answer: one attempt of one second (glibc, Go and
+/// so dockerd and podman all honour these options) instead of the defaults' 5 s × 2 per lookup.
+pub fn write_resolv_conf(path: &Path, offline: bool) -> Result<(), NetError> {
     let err = |source| NetError::Io {
         path: path.display().to_string(),
         source,
@@ -104,7 +107,15 @@ pub fn write_resolv_conf(path: &Path) -> Result<(), NetError> {
     if fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
         fs::remove_file(path).map_err(err)?;
     }
-    fs::write(path, format!("nameserver {DNS}\n")).map_err(err)
+    fs::write(path, resolv_conf(offline)).map_err(err)
+}
+
+fn resolv_conf(offline: bool) -> String {
+    if offline {
+        format!("nameserver {DNS}\noptions timeout:1 attempts:1\n")
+    } else {
+        format!("nameserver {DNS}\n")
+    }
 }
 
 /// The interface to configure among `names`: `eth0` if present, else the first other non-`lo`
@@ -344,10 +355,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("resolv.conf");
         std::os::unix::fs::symlink("/nonexistent/stub-resolv.conf", &path).expect("link");
-        write_resolv_conf(&path).expect("write");
+        write_resolv_conf(&path, false).expect("write");
         assert_eq!(
             fs::read_to_string(&path).expect("read"),
             "nameserver 10.0.2.3\n"
+        );
+        write_resolv_conf(&path, true).expect("write");
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            "nameserver 10.0.2.3\noptions timeout:1 attempts:1\n"
         );
     }
 }

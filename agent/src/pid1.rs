@@ -83,8 +83,12 @@ async fn serve(args: BootArgs, timings: BootTimings) -> Result<(), String> {
                 log!("control: {e}");
             }
         }
-        // Serve anyway: a host that lost the boot conversation can still connect.
-        Err(e) => log!("cannot reach the host on the control port: {e}"),
+        // The host listens before QEMU starts, so a host that cannot be reached is gone (killed
+        // while the guest booted): nobody owns this VM any more.
+        Err(e) => {
+            log!("cannot reach the host on the control port: {e}");
+            crate::control::host_gone(&agent).await;
+        }
     }
     agent.wait_exit().await;
     Ok(())

@@ -644,3 +644,58 @@ async fn idle_timeout_shuts_down_only_when_idle() {
         .await
         .expect("the idle agent shut down");
 }
+
+/// Boots a host-mode agent with `host_bound`, returning the held control connection.
+async fn boot_host_bound() -> (tempfile::TempDir, HostAgent, Client) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("control.sock");
+    let listener = UnixListener::bind(&control).expect("bind");
+    let host_side = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut c = Client::from_stream(stream).await;
+        c.send(HostMsg::Boot(BootConfig {
+            start_engine: true,
+            host_bound: true,
+            ..Default::default()
+        }))
+        .await;
+        let ready = c.recv().await;
+        assert!(matches!(ready, AgentMsg::Ready(_)), "{ready:?}");
+        c
+    });
+    let args = ServeArgs {
+        listen_unix: dir.path().join("agent.sock"),
+        dial_unix: Some(control),
+        engine: EngineKind::None,
+        state_dir: Some(dir.path().join("state")),
+        debug: false,
+    };
+    let host = HostAgent::start(args).await.expect("agent starts");
+    let control = host_side.await.expect("host side");
+    (dir, host, control)
+}
+
+/// `BootConfig.host_bound`: the host that booted the agent going away (its control connection
+/// closing, as when the CLI is SIGKILLed) shuts the agent down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_bound_agent_shuts_down_when_its_host_goes() {
+    let (_dir, host, control) = boot_host_bound().await;
+    drop(control);
+    tokio::time::timeout(Duration::from_secs(10), host.wait())
+        .await
+        .expect("the agent shut down when its host went away");
+}
+
+/// `HostMsg::Detach` (memory-resident mode) is acknowledged, and the agent then outlives its
+/// control connection and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_agent_outlives_its_control_connection() {
+    let (dir, host, mut control) = boot_host_bound().await;
+    control.send(HostMsg::Detach).await;
+    assert!(matches!(control.recv().await, AgentMsg::Done));
+    drop(control);
+    let waited = tokio::time::timeout(Duration::from_secs(2), host.wait()).await;
+    assert!(waited.is_err(), "the detached agent must keep running");
+    let mut c = Client::request(&dir.path().join("agent.sock"), Request::Status).await;
+    assert!(matches!(c.recv().await, AgentMsg::Status(_)));
+}

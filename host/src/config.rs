@@ -42,8 +42,10 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "auto-daemon",
-        default: "false",
-        help: "start a memory-resident VM on the first command instead of booting per command",
+        // Upstream's default: scripts written for vdkr/vpdmn expect the VM to be running after
+        // their first command. Builds turn it off ($VDKR_AUTO_DAEMON=false or --no-daemon).
+        default: "true",
+        help: "start a memory-resident VM on the first command instead of booting per command (environment: $VDKR_AUTO_DAEMON / $VPDMN_AUTO_DAEMON)",
         kind: Kind::Bool,
     },
     Key {
@@ -287,6 +289,8 @@ mod tests {
         assert_eq!(c.arch(), Some("aarch64"));
         assert_eq!(c.seconds("idle-timeout"), 600);
         assert_eq!(c.get("registry"), None);
+        assert!(c.flag("auto-daemon"), "upstream's default");
+        c.set("auto-daemon", "false").expect("set");
         assert!(!c.flag("auto-daemon"));
         c.set("auto-daemon", "true").expect("set");
         let text = std::fs::read_to_string(dir.path().join("config")).expect("read");

@@ -11,7 +11,7 @@ use vcontainer_protocol::{AgentMsg, BootConfig, Hello, HostMsg, ReadyInfo, CONTR
 use crate::images::GuestImage;
 use crate::ops;
 use crate::progress::Reporter;
-use crate::session::{AgentConn, SessionError};
+use crate::session::{AgentConn, ConnReader, ConnWriter, SessionError};
 use crate::state::{
     InstanceLock, LockWait, StateDir, StateDisk, StateError, StateLocation, Tool,
     DEFAULT_STATE_DISK_SIZE,
@@ -118,6 +118,12 @@ pub enum InstanceError {
         source: SessionError,
         console: String,
     },
+    #[error("the state disk {} is in use by another process ({holders}), which is not a VM vcontainer owns for this state directory; stop it or use another --state-dir\n--- QEMU log ---\n{qemu_log}", disk.display())]
+    DiskInUse {
+        disk: PathBuf,
+        holders: String,
+        qemu_log: String,
+    },
     #[error("the guest is {got}, but {expected} was requested: the guest image is wrong")]
     WrongGuest { expected: String, got: String },
     #[error("a memory-resident VM (QEMU pid {pid}) uses {dir}; run the command again to use it, or stop it with `memres stop`")]
@@ -141,6 +147,10 @@ pub struct Instance {
     guest_cid: Option<u32>,
     /// Host ports QEMU forwards into this VM (recorded for `ps` / `memres status`).
     ports: Vec<crate::guest_options::PortForward>,
+    /// The agent's control connection, held open for as long as this process owns the VM: the
+    /// guest is host-bound and shuts itself down when it closes (this process killed) before
+    /// [`Instance::detach`] releases it.
+    control: Control,
     _lock: Option<InstanceLock>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -166,6 +176,11 @@ impl Instance {
                 dir: state.root().to_path_buf(),
                 pid: r.record.qemu.pid,
             });
+        }
+        // We hold the lock and no record runs: a VM still on this state disk is owned by nobody.
+        for orphan in crate::resident::find_orphans(&state) {
+            reporter.notice(orphan_notice(&state, &orphan));
+            crate::resident::stop_orphan(&state, &orphan).await;
         }
         let disk = StateDisk::open_or_create(&state.state_disk(), DEFAULT_STATE_DISK_SIZE)?;
 
@@ -242,11 +257,11 @@ impl Instance {
                 transport.describe()
             ));
             let mut vm = spawn_vm(&spec, &state.launch_files())?;
-            match wait_for_agent(&mut vm, listener.as_mut(), config, reporter).await {
+            match wait_for_agent(&mut vm, listener.as_mut(), config, disk.path()).await {
                 Ok((conn, hello)) => {
                     let boot_time = started.elapsed();
                     reporter.debug(format!("agent up after {:.2} s", boot_time.as_secs_f64()));
-                    let ready =
+                    let (ready, control) =
                         configure(conn, config, &registry, transport.as_ref(), &vm, reporter)
                             .await?;
                     return Ok(Instance {
@@ -258,6 +273,7 @@ impl Instance {
                         state,
                         guest_cid,
                         ports: config.guest.ports.clone(),
+                        control,
                         _lock: Some(lock),
                         _temp: temp,
                     });
@@ -328,7 +344,7 @@ impl Instance {
 
     /// Leaves the VM running after this process exits (memory-resident mode) and records how
     /// later commands find it. A stateless instance cannot stay: its state is deleted on exit.
-    pub fn detach(self) -> Result<crate::state::InstanceRecord, InstanceError> {
+    pub async fn detach(self) -> Result<crate::state::InstanceRecord, InstanceError> {
         if self._temp.is_some() {
             return Err(InstanceError::WrongGuest {
                 expected: "a persistent instance".into(),
@@ -341,9 +357,19 @@ impl Instance {
             guest_cid,
             hello,
             ports,
+            control,
             ..
         } = self;
+        // The guard first, then the agent: a CLI killed between the two leaves a guest that is
+        // still host-bound and powers itself off, which the guard then sees through.
         let detached = vm.detach();
+        control
+            .release()
+            .await
+            .map_err(|source| InstanceError::Agent {
+                source,
+                console: crate::vm::running::file_tail(&state.console_log(), 30),
+            })?;
         let qemu = crate::state::ProcessRecord::capture(detached.qemu_pid).ok_or_else(|| {
             InstanceError::QemuExited {
                 status: "exited while being detached".into(),
@@ -362,6 +388,7 @@ impl Instance {
             crate::state::InstanceRecord::new(arch, hello.engine.name(), qemu, backend, guest_cid);
         record.ports = ports;
         record.save(&state.instance_file())?;
+        crate::state::write_pid_file(&state.daemon_pid_file(), record.qemu.pid)?;
         Ok(record)
     }
 
@@ -388,6 +415,42 @@ impl Instance {
     }
 }
 
+/// What QEMU says when another process holds the image it must open for writing.
+const QEMU_LOCK_FAILURE: &str = "Failed to get \"write\" lock";
+
+/// QEMU could not lock the state disk: name who holds it, rather than only quoting QEMU.
+fn disk_in_use(disk: &std::path::Path, qemu_log: String) -> InstanceError {
+    let holders = crate::vm::scan::holders_of(disk);
+    let holders = if holders.is_empty() {
+        "a process this user cannot see".to_string()
+    } else {
+        holders
+            .iter()
+            .map(|(pid, cmd)| format!("pid {pid}: {cmd}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    InstanceError::DiskInUse {
+        disk: disk.to_path_buf(),
+        holders,
+        qemu_log,
+    }
+}
+
+/// The one line said before an unowned VM of the state directory is stopped.
+fn orphan_notice(state: &StateDir, orphan: &crate::resident::Orphan) -> String {
+    match (orphan.qemu_pid, orphan.backend_pid) {
+        (0, Some(b)) => format!(
+            "stopping a vsock backend (pid {b}) left behind without its VM on {}",
+            state.root().display()
+        ),
+        (q, _) => format!(
+            "found a VM on {} that no command or memory-resident record owns (QEMU pid {q}, left by a killed command): stopping it",
+            state.root().display()
+        ),
+    }
+}
+
 enum BootWait {
     Timeout,
     Failed(InstanceError),
@@ -398,7 +461,7 @@ async fn wait_for_agent(
     vm: &mut RunningVm,
     listener: &mut dyn ControlListener,
     config: &InstanceConfig,
-    _reporter: &Reporter,
+    state_disk: &std::path::Path,
 ) -> Result<(AgentConn, Hello), BootWait> {
     let deadline = tokio::time::Instant::now() + BOOT_DEADLINE;
     let accepted = loop {
@@ -407,6 +470,10 @@ async fn wait_for_agent(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 match vm.try_wait() {
                     Ok(Some(status)) => {
+                        let qemu_log = vm.qemu_log_tail(20);
+                        if qemu_log.contains(QEMU_LOCK_FAILURE) {
+                            return Err(BootWait::Failed(disk_in_use(state_disk, qemu_log)));
+                        }
                         return Err(BootWait::Failed(InstanceError::QemuExited {
                             status: status.to_string(),
                             qemu_log: vm.qemu_log_tail(20),
@@ -454,7 +521,7 @@ async fn configure(
     transport: &dyn Transport,
     vm: &RunningVm,
     reporter: &Reporter,
-) -> Result<ReadyInfo, InstanceError> {
+) -> Result<(ReadyInfo, Control), InstanceError> {
     let agent_err = |source: SessionError| InstanceError::Agent {
         source,
         console: vm.console_tail(30),
@@ -465,6 +532,8 @@ async fn configure(
         network: config.guest.network,
         registry: registry.config.clone(),
         idle_timeout_secs: config.guest.idle_timeout_secs,
+        host_bound: true,
+        host_offline: config.guest.network && !crate::vm::route::host_has_default_route(),
     }))
     .await
     .map_err(agent_err)?;
@@ -511,5 +580,32 @@ async fn configure(
             .map_err(InstanceError::Auth)?;
         reporter.debug("registry auth file installed in the guest");
     }
-    Ok(ready)
+    Ok((ready, Control { reader, writer }))
+}
+
+/// The held control connection of a host-bound guest.
+struct Control {
+    reader: ConnReader,
+    writer: ConnWriter,
+}
+
+/// How long the agent may take to acknowledge [`HostMsg::Detach`].
+const DETACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Control {
+    /// Tells the agent that the VM outlives this process, and waits for its acknowledgement: a
+    /// `Detach` still in flight when this process exits would read as the host going away.
+    async fn release(mut self) -> Result<(), SessionError> {
+        self.writer.send(&HostMsg::Detach).await?;
+        let reply = tokio::time::timeout(DETACH_TIMEOUT, self.reader.recv())
+            .await
+            .map_err(|_| SessionError::NoAnswer {
+                what: "Detach",
+                within: DETACH_TIMEOUT,
+            })??;
+        match reply {
+            AgentMsg::Done => Ok(()),
+            other => Err(SessionError::unexpected("Done", &other)),
+        }
+    }
 }

@@ -22,6 +22,11 @@ pub enum SessionError {
     },
     #[error("the agent did not greet within {0:?}")]
     HelloTimeout(Duration),
+    #[error("the agent did not answer {what} within {within:?}")]
+    NoAnswer {
+        what: &'static str,
+        within: Duration,
+    },
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error("the agent reported an error: {0}")]
@@ -54,6 +59,7 @@ impl SessionError {
         match self {
             SessionError::Connect { .. }
             | SessionError::HelloTimeout(_)
+            | SessionError::NoAnswer { .. }
             | SessionError::Stalled(_) => true,
             SessionError::Protocol(p) => matches!(
                 p,

@@ -38,7 +38,7 @@ pub use frame::{read_frame_async, write_frame_async};
 pub use messages::*;
 
 /// Version of the wire format. Bump on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// vsock port the host listens on for the agent's control connection.
 pub const CONTROL_PORT: u32 = 1024;

@@ -58,6 +58,15 @@ pub struct BootConfig {
     /// Power off cleanly after this many seconds without an operation and without running
     /// containers (memory-resident mode); 0 never.
     pub idle_timeout_secs: u64,
+    /// The guest lives only as long as this control connection: when it closes before a
+    /// [`HostMsg::Detach`], the host that booted the VM is gone (killed, crashed) and the agent
+    /// shuts down cleanly and powers off instead of running on unowned.
+    pub host_bound: bool,
+    /// The host has no route beyond itself (no default route): the guest's name lookups can only
+    /// time out, so the agent makes them fail within a second (a pull of a missing image then
+    /// fails at once instead of after 20–30 s of DNS retries). A registry on the host (10.0.2.2)
+    /// is still reached.
+    pub host_offline: bool,
 }
 
 /// Registry settings for the guest's engine. Credentials never travel here (they would end up in
@@ -153,6 +162,9 @@ pub enum HostMsg {
     Ack,
     /// The host terminal of a TTY session changed size.
     Resize(WindowSize),
+    /// On the control connection of a host-bound guest: the VM is now memory-resident and
+    /// outlives this connection. The agent answers [`AgentMsg::Done`].
+    Detach,
 }
 
 /// Frames from the agent to the host.
@@ -250,6 +262,7 @@ impl MessageName for HostMsg {
             HostMsg::Signal(_) => "Signal".into(),
             HostMsg::Ack => "Ack".into(),
             HostMsg::Resize(_) => "Resize".into(),
+            HostMsg::Detach => "Detach".into(),
         }
     }
 }

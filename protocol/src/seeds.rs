@@ -23,7 +23,10 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
                 ca_cert: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
             },
             idle_timeout_secs: 1800,
+            host_bound: true,
+            host_offline: false,
         }),
+        HostMsg::Detach,
         HostMsg::Request(Request::Exec(ExecRequest {
             argv: vec!["docker".into(), "run".into(), "--rm".into(), "a b".into()],
             env: vec![("K".into(), "v".into())],

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
 
-use crate::vm::{bin_dir, busybox_for, cache_dir, run_command, ResidentGuard, Run};
+use crate::vm::{busybox_for, cache_dir, run_command, tool_command, ResidentGuard, Run};
 
 pub struct Instance {
     pub tool: &'static str,
@@ -48,7 +48,7 @@ impl Instance {
 
     /// The tool with `-a ARCH`, this `HOME`, the shared image cache, stdin closed.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin_dir().join(self.tool));
+        let mut cmd = tool_command(self.tool);
         cmd.arg("-a")
             .arg(self.arch.name())
             .args(args)

@@ -56,6 +56,16 @@ impl Run {
     }
 }
 
+/// A command running one of our binaries as a build system does: without auto-starting a
+/// memory-resident VM (upstream's default, which vdkr/vpdmn keep), so that every test controls
+/// which VMs exist. Tests of the auto-start itself remove these variables.
+pub fn tool_command(tool: impl AsRef<Path>) -> Command {
+    let mut cmd = Command::new(bin_dir().join(tool));
+    cmd.env("VDKR_AUTO_DAEMON", "false")
+        .env("VPDMN_AUTO_DAEMON", "false");
+    cmd
+}
+
 /// Runs `tool` (vdkr or vpdmn) with `args`, `HOME=home`, the shared image cache, stdin closed.
 pub fn run_tool(tool: &str, home: &Path, args: &[&str]) -> Run {
     let bin = bin_dir().join(tool);
@@ -64,7 +74,7 @@ pub fn run_tool(tool: &str, home: &Path, args: &[&str]) -> Run {
         "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
         bin.display()
     );
-    let mut cmd = Command::new(bin);
+    let mut cmd = tool_command(tool);
     cmd.args(args)
         .env("HOME", home)
         .env("VCONTAINER_CACHE_DIR", cache_dir())

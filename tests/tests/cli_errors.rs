@@ -2,11 +2,11 @@
 //! these boot a VM except where noted (the QEMU/backend checks get as far as launching).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, run_tool, Run};
+use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, run_tool, tool_command, Run};
 
 struct Case {
     dir: tempfile::TempDir,
@@ -266,7 +266,7 @@ fn run_with_path(c: &Case, path: &str) -> Run {
         .expect("target")
         .join(Arch::X86_64.musl_triple())
         .join("agent/vcontainer-agent");
-    let mut cmd = Command::new(bin_dir().join("vdkr"));
+    let mut cmd = tool_command("vdkr");
     cmd.args(["-a", "x86_64", "--stateless", "images"])
         .env_clear()
         .env("HOME", c.home())

@@ -12,12 +12,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, s, Run};
+use vcontainer_tests::vm::{busybox_for, cache_dir, run_command, run_tool, s, tool_command, Run};
 
 const ARCH: Arch = Arch::Aarch64;
 
@@ -25,7 +24,7 @@ const ARCH: Arch = Arch::Aarch64;
 fn shell_with_storage(tool: &str, home: &Path, storage: &Path, script: &str) -> Run {
     let script_file = home.join(format!("{tool}-script.sh"));
     fs::write(&script_file, script).expect("script");
-    let mut cmd = Command::new(bin_dir().join(tool));
+    let mut cmd = tool_command(tool);
     cmd.args([
         "-a",
         ARCH.name(),

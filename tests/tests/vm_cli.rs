@@ -12,7 +12,7 @@ use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::instance::Instance;
 use vcontainer_tests::pty::PtyCommand;
-use vcontainer_tests::vm::{bin_dir, busybox_for, s};
+use vcontainer_tests::vm::{bin_dir, busybox_for, run_command, s, tool_command};
 
 /// The tool on a new pseudo-terminal, as a user at a terminal would run it.
 fn pty(g: &Instance, args: &[&str]) -> PtyCommand {
@@ -327,10 +327,16 @@ fn cli_group(tool: &'static str, arch: Arch) {
     let r = g.run(&["memres", "status"]);
     assert_eq!((r.code, r.stdout.trim()), (Some(1), "stopped"), "{r:?}");
 
-    // auto-daemon: the first command starts the resident VM, which the idle timeout then stops.
+    // auto-daemon, upstream's default: with neither a config value nor the environment switch
+    // (which this harness sets to false, as a build does), the first command starts the
+    // resident VM, which the idle timeout then stops.
     g.ok(&["vconfig", "idle-timeout", "5"]);
-    g.ok(&["vconfig", "auto-daemon", "true"]);
-    g.ok(&["images"]);
+    let r = g.ok(&["vconfig", "auto-daemon"]);
+    assert_eq!(r.stdout.trim(), "true", "upstream's default: {r:?}");
+    let mut cmd = g.command(&["images"]);
+    cmd.env_remove("VDKR_AUTO_DAEMON")
+        .env_remove("VPDMN_AUTO_DAEMON");
+    run_command(cmd).assert_ok("images with the default auto-daemon");
     let r = g.run(&["memres", "status"]);
     assert_eq!(
         (r.code, r.stdout.trim()),
@@ -386,7 +392,7 @@ fn vconfig_and_arch_precedence() {
     let work = tempfile::tempdir().expect("tempdir");
     let home = work.path();
     let vdkr = |args: &[&str], env: &[(&str, &str)]| {
-        let mut cmd = Command::new(bin_dir().join("vdkr"));
+        let mut cmd = tool_command("vdkr");
         cmd.args(args)
             .env_remove("VDKR_ARCH")
             .env("HOME", home)

@@ -214,7 +214,7 @@ fn x86_64_sigterm_stops_the_vm() {
     let home = work.path().join("home");
     std::fs::create_dir(&home).expect("home");
     let console = home.join(".vpdmn/x86_64/console.log");
-    let child = std::process::Command::new(vcontainer_tests::vm::bin_dir().join("vpdmn"))
+    let child = vcontainer_tests::vm::tool_command("vpdmn")
         .args(["-a", "x86_64", "images"])
         .env("HOME", &home)
         .env("VCONTAINER_CACHE_DIR", vcontainer_tests::vm::cache_dir())

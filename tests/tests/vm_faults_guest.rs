@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::instance::{assert_only, process_gone, wait_until, Instance};
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, s, Run};
+use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, s, tool_command, Run};
 
 fn assert_failed(r: &Run, needles: &[&str]) {
     eprintln!("  failed as expected ({:?}): {}", r.code, r.stderr.trim());
@@ -346,7 +346,7 @@ fn oci_archive_truncated() {
         .expect("open");
     f.set_len(len / 2).expect("truncate");
     drop(f);
-    let mut cmd = Command::new(bin_dir().join("vdkr"));
+    let mut cmd = tool_command("vdkr");
     cmd.args(["-a", "x86_64", "vimport", s(&archive), "x:1", "--storage"])
         .arg(out_dir.join("storage.tar"))
         .env("HOME", &home)

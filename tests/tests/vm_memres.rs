@@ -5,12 +5,11 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 
 use vcontainer_tests::vm::{
-    bin_dir, busybox_for, cache_dir, run_command, run_tool, tar_file, ResidentGuard,
+    busybox_for, cache_dir, run_command, run_tool, tar_file, tool_command, ResidentGuard,
 };
 
 /// Security review points on a running VM: the state directory and everything in it (disk, logs,
@@ -84,7 +83,7 @@ fn security_checks(tool: &str, home: &Path, arch: &str, secret: &str) {
          echo done\n",
     )
     .expect("script");
-    let mut cmd = Command::new(bin_dir().join(tool));
+    let mut cmd = tool_command(tool);
     cmd.args(["-a", arch, "vshell"])
         .env("HOME", home)
         .env("VCONTAINER_CACHE_DIR", cache_dir())

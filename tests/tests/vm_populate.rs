@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 
 use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
-use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, s, Run};
+use vcontainer_tests::vm::{busybox_for, cache_dir, run_command, run_tool, s, tool_command, Run};
 
 fn vcontainer(args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin_dir().join("vcontainer"));
+    let mut cmd = tool_command("vcontainer");
     cmd.args(args)
         .env("VCONTAINER_CACHE_DIR", cache_dir())
         .stdin(Stdio::null());

@@ -167,13 +167,19 @@ pub enum VstorageAction {
     /// Every state directory with its size and memory-resident status.
     List,
     /// Print the state directory of this arch/instance (or of ARCH).
-    Path { arch: Option<String> },
+    Path {
+        // Its own id: sharing the global `-a/--arch`'s id made clap fill it from `-a`, so the
+        // state directory chosen by `--state-dir`/`-I` was ignored.
+        #[arg(id = "storage_arch", value_name = "ARCH")]
+        arch: Option<String>,
+    },
     /// Disk use of the state disks.
     Df,
     /// Remove the state directory of this arch/instance, of ARCH, or all of them.
     Clean {
+        #[arg(id = "storage_arch", value_name = "ARCH")]
         arch: Option<String>,
-        #[arg(long, conflicts_with = "arch")]
+        #[arg(long, conflicts_with = "storage_arch")]
         all: bool,
     },
 }

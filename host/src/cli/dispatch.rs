@@ -20,6 +20,9 @@ use crate::state::Tool;
 
 /// Entry point of the `vdkr` and `vpdmn` binaries.
 pub fn main_for(default_tool: Tool) -> ExitCode {
+    if let Some(code) = crate::vm::guard::run_if_guard() {
+        return code;
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let argv0 = argv
         .first()

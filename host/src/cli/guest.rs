@@ -206,7 +206,7 @@ pub async fn start_resident(
     };
     let instance = Instance::boot(&config, &image, reporter).await?;
     let state = instance.state().clone();
-    instance.detach()?;
+    instance.detach().await?;
     Resident::find(&state)?.context("the memory-resident VM exited right after it started")
 }
 

@@ -13,7 +13,7 @@ use crate::guest_options::{PortForward, PortProto};
 use crate::instance::{resolve_state, StateChoice};
 use crate::progress::Reporter;
 use crate::resident::Resident;
-use crate::state::{StateDir, StateLocation};
+use crate::state::{InstanceLock, LockWait, StateDir, StateError, StateLocation};
 
 /// How long `stop --force` gives the guest to stop cleanly before killing it.
 const FORCE_GRACE: Duration = Duration::from_secs(5);
@@ -46,7 +46,11 @@ pub async fn memres(
                     stop(r, force).await?;
                     reporter.notice("memres stopped");
                 }
-                None => reporter.notice("memres is not running"),
+                None => {
+                    if stop_orphans(settings, reporter).await? == 0 {
+                        reporter.notice("memres is not running");
+                    }
+                }
             }
             Ok(0)
         }
@@ -94,6 +98,33 @@ fn find_resident_here(settings: &Settings) -> Result<Option<Resident>> {
     let mut s = settings.clone();
     s.no_daemon = false;
     find_resident(&s)
+}
+
+/// `memres stop` without a record: a VM on this state directory that nothing owns (its record or
+/// its whole directory deleted under it, or left by a killed command of an older version) is
+/// stopped too, as `memres list` advertises. Never one a running command holds the lock for.
+async fn stop_orphans(settings: &Settings, reporter: &Reporter) -> Result<usize> {
+    let (dir, _) = resolve_state(settings.tool, settings.arch, &settings.state)?;
+    let _lock = if dir.root().is_dir() {
+        match InstanceLock::acquire(&dir, LockWait::NoWait, |_| {}) {
+            Ok(l) => Some(l),
+            // A command is using the directory: its VM is not an orphan.
+            Err(StateError::Locked { .. }) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    let orphans = crate::resident::find_orphans(&dir);
+    for o in &orphans {
+        reporter.notice(format!(
+            "stopping the unowned VM of {} (QEMU pid {})",
+            dir.root().display(),
+            o.qemu_pid
+        ));
+        crate::resident::stop_orphan(&dir, o).await;
+    }
+    Ok(orphans.len())
 }
 
 async fn stop(r: Resident, force: bool) -> Result<()> {
@@ -216,6 +247,8 @@ struct ListEntry {
     state_dir: String,
     arch: String,
     engine: String,
+    /// `running`, or `orphan` for a VM that no record or command owns.
+    status: &'static str,
     qemu_pid: u32,
     ports: Vec<PortForward>,
 }
@@ -236,6 +269,7 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
                     state_dir: entry.path().display().to_string(),
                     arch: r.record.arch.clone(),
                     engine: r.record.engine.clone(),
+                    status: "running",
                     qemu_pid: r.record.qemu.pid,
                     ports: r.record.ports.clone(),
                 });
@@ -243,6 +277,24 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
         }
     }
     rows.sort_by(|a, b| a.instance.cmp(&b.instance));
+    // Upstream's list also looked for orphaned QEMUs: VMs still running whose state directory or
+    // record is gone. They are found by command line, whichever tool and base they belong to.
+    let orphans = crate::resident::unowned_vms();
+    for o in &orphans {
+        rows.push(ListEntry {
+            instance: o
+                .state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state_dir: o.state_dir.display().to_string(),
+            arch: o.arch.clone(),
+            engine: o.tool.engine().to_string(),
+            status: "orphan",
+            qemu_pid: o.qemu_pid,
+            ports: Vec::new(),
+        });
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
@@ -262,9 +314,23 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
             r.instance,
             r.arch,
             r.engine,
-            "running",
+            r.status,
             r.qemu_pid,
             ports.join(",")
+        );
+    }
+    for o in &orphans {
+        let gone = if o.state_dir.is_dir() {
+            ""
+        } else {
+            " (its state directory is gone)"
+        };
+        println!(
+            "orphan: QEMU pid {} of {}{gone}; stop it with `{} --state-dir {} memres stop`",
+            o.qemu_pid,
+            o.state_dir.display(),
+            o.tool.name(),
+            o.state_dir.display()
         );
     }
     Ok(0)

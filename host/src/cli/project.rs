@@ -77,6 +77,9 @@ enum ImageCommand {
 }
 
 pub fn vcontainer_main() -> ExitCode {
+    if let Some(code) = crate::vm::guard::run_if_guard() {
+        return code;
+    }
     let args = ProjectArgs::parse();
     let reporter = Reporter::new("vcontainer", args.verbose, args.quiet);
     let Some(runtime) = super::runtime(&reporter) else {

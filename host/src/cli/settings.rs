@@ -23,8 +23,11 @@ pub struct Settings {
     pub state_base: PathBuf,
     pub state: StateChoice,
     pub guest: GuestOptions,
-    /// `auto-daemon=true` in the config and no `--no-daemon`.
+    /// Auto-start a memory-resident VM: `$VDKR_AUTO_DAEMON` if set, else the config's
+    /// `auto-daemon` (default true, as upstream), and never with `--no-daemon`.
     pub auto_daemon: bool,
+    /// The state directory was named (`--state-dir`, `-I`) rather than defaulted from the arch.
+    pub state_named: bool,
     /// `--no-daemon`: never use a memory-resident VM.
     pub no_daemon: bool,
     /// One-shot command limit in seconds (0: none).
@@ -123,6 +126,12 @@ impl Settings {
                 ),
             },
         };
+        let auto_daemon = match var("AUTO_DAEMON").as_deref() {
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => bail!("${prefix}_AUTO_DAEMON={other:?}: expected true or false"),
+            None => config.flag("auto-daemon"),
+        };
         let timeout_secs = match var("TIMEOUT") {
             Some(t) => t
                 .parse()
@@ -140,7 +149,8 @@ impl Settings {
                 ports: Vec::new(),
                 idle_timeout_secs: config.seconds("idle-timeout"),
             },
-            auto_daemon: config.flag("auto-daemon") && !args.no_daemon,
+            auto_daemon: auto_daemon && !args.no_daemon,
+            state_named: args.state_dir.is_some() || args.instance.is_some(),
             no_daemon: args.no_daemon,
             timeout_secs,
             verbose: args.verbose || env_true("VERBOSE") || config.flag("verbose"),
@@ -231,6 +241,50 @@ mod tests {
         let env3 = [("HOME", h), ("VDKR_STATELESS", "true".to_string())];
         let s = settings(Tool::Vdkr, &["images"], &env3).expect("s");
         assert!(matches!(s.state, StateChoice::Stateless));
+    }
+
+    #[test]
+    fn auto_daemon_defaults_on_and_builds_switch_it_off() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let h = home.path().display().to_string();
+        let env = [("HOME", h.clone())];
+        let s = settings(Tool::Vdkr, &["-a", "x86_64", "images"], &env).expect("s");
+        assert!(s.auto_daemon, "upstream's default");
+        assert!(!s.state_named);
+        let s = settings(Tool::Vdkr, &["--no-daemon", "images"], &env).expect("s");
+        assert!(!s.auto_daemon);
+        let off = [("HOME", h.clone()), ("VDKR_AUTO_DAEMON", "false".into())];
+        assert!(
+            !settings(Tool::Vdkr, &["images"], &off)
+                .expect("s")
+                .auto_daemon
+        );
+        let other_tool = [("HOME", h.clone()), ("VPDMN_AUTO_DAEMON", "false".into())];
+        assert!(
+            settings(Tool::Vdkr, &["images"], &other_tool)
+                .expect("s")
+                .auto_daemon
+        );
+        let bad = [("HOME", h.clone()), ("VDKR_AUTO_DAEMON", "maybe".into())];
+        let err = settings(Tool::Vdkr, &["images"], &bad).expect_err("bad value");
+        assert!(err.to_string().contains("VDKR_AUTO_DAEMON"), "{err}");
+        let cfg = home.path().join(".config/vdkr");
+        std::fs::create_dir_all(&cfg).expect("mkdir");
+        std::fs::write(cfg.join("config"), "auto-daemon=false\n").expect("write");
+        assert!(
+            !settings(Tool::Vdkr, &["images"], &env)
+                .expect("s")
+                .auto_daemon
+        );
+        let on = [("HOME", h), ("VDKR_AUTO_DAEMON", "true".into())];
+        assert!(
+            settings(Tool::Vdkr, &["images"], &on)
+                .expect("s")
+                .auto_daemon,
+            "env beats config"
+        );
+        let s = settings(Tool::Vdkr, &["--state-dir", "/srv/s", "images"], &env).expect("s");
+        assert!(s.state_named);
     }
 
     #[test]

@@ -127,12 +127,35 @@ struct Entry {
     status: String,
 }
 
+/// The state directories `list` and `df` show: the one named by `--state-dir`/`-I`, else every
+/// one under the tool's base directory.
+fn listed_dirs(settings: &Settings) -> Result<Vec<StateDir>> {
+    if settings.state_named {
+        let dir = current_dir(settings)?;
+        return Ok(if dir.root().is_dir() {
+            vec![dir]
+        } else {
+            Vec::new()
+        });
+    }
+    state_dirs(settings)
+}
+
 fn list(settings: &Settings, json: bool, df: bool) -> Result<i32> {
     let mut entries = Vec::new();
-    for dir in state_dirs(settings)? {
+    let unowned = crate::resident::unowned_vms();
+    for dir in listed_dirs(settings)? {
         let status = match Resident::find(&dir)? {
             Some(r) => format!("memres running (QEMU pid {})", r.record.qemu.pid),
-            None => "stopped".to_string(),
+            None => match unowned.iter().find(|o| o.state_dir == dir.root()) {
+                Some(o) => format!(
+                    "unowned VM running (QEMU pid {}): `{} --state-dir {} memres stop`",
+                    o.qemu_pid,
+                    settings.tool.name(),
+                    dir.root().display()
+                ),
+                None => "stopped".to_string(),
+            },
         };
         entries.push(Entry {
             name: dir

@@ -112,7 +112,7 @@ impl StateDir {
                 validate_instance_name(name)?;
                 base.join(name)
             }
-            StateLocation::Explicit(dir) => dir.clone(),
+            StateLocation::Explicit(dir) => absolute(dir),
         };
         Ok(StateDir { tool, root })
     }
@@ -122,7 +122,7 @@ impl StateDir {
         if let StateLocation::Explicit(dir) = location {
             return Ok(StateDir {
                 tool,
-                root: dir.clone(),
+                root: absolute(dir),
             });
         }
         let home = std::env::var_os("HOME")
@@ -184,6 +184,13 @@ impl StateDir {
         self.root.join(format!("vsock.sock_{port}"))
     }
 
+    /// `daemon.pid`: upstream's running marker, the memory-resident QEMU's pid in decimal. Scripts
+    /// and harnesses written for upstream test it (`/proc/<pid>` alive); `instance.json` is what
+    /// this tool itself reads. Written and removed with it.
+    pub fn daemon_pid_file(&self) -> PathBuf {
+        self.root.join("daemon.pid")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
@@ -199,8 +206,17 @@ impl StateDir {
             qemu_log: self.qemu_log(),
             backend_log: self.vsock_backend_log(),
             vsock_uds: self.vsock_socket(),
+            guard_log: self.root.join("vm-guard.log"),
+            daemon_pid: self.daemon_pid_file(),
+            state_dir: self.root.clone(),
         }
     }
+}
+
+/// `dir` made absolute (not canonical: symlinks stay), so that the paths in QEMU's argv and in
+/// the records name the same directory whatever the working directory of a later command.
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// Instance names become one path component: no separators, no `.`/`..`, nothing a shell or a

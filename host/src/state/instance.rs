@@ -132,6 +132,18 @@ impl InstanceRecord {
     }
 }
 
+/// Writes upstream's running marker (`daemon.pid`: the pid in decimal and a newline) atomically,
+/// so a script polling it never reads half a number.
+pub fn write_pid_file(path: &Path, pid: u32) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| StateError::io("create temporary file in", dir, e))?;
+    writeln!(tmp, "{pid}").map_err(|e| StateError::io("write", tmp.path().to_owned(), e))?;
+    tmp.persist(path)
+        .map_err(|e| StateError::io("rename into place", path, e.error))?;
+    Ok(())
+}
+
 fn read_start_time(pid: u32) -> Option<u64> {
     parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
@@ -187,6 +199,16 @@ mod tests {
         assert!(loaded.is_running());
         InstanceRecord::remove(&path).expect("remove");
         InstanceRecord::remove(&path).expect("remove twice");
+    }
+
+    #[test]
+    fn pid_file_holds_the_pid_and_a_newline() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("daemon.pid");
+        write_pid_file(&path, 1234).expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "1234\n");
+        write_pid_file(&path, 99).expect("overwrite");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "99\n");
     }
 
     #[test]

@@ -104,6 +104,18 @@ impl InstanceLock {
     }
 }
 
+/// Whether a command holds the lock of `dir` now. Creates nothing: a directory without a lock
+/// file (or gone altogether) is held by nobody.
+pub fn is_locked(dir: &StateDir) -> bool {
+    let Ok(file) = File::open(dir.lock_file()) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, Errno::EWOULDBLOCK))
+    )
+}
+
 impl Drop for InstanceLock {
     fn drop(&mut self) {
         if let Some(flock) = self.flock.take() {
@@ -154,8 +166,23 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("another vdkr command"), "{msg}");
+        assert!(is_locked(&dir));
         drop(held);
+        assert!(!is_locked(&dir));
         InstanceLock::acquire(&dir, LockWait::NoWait, |_| {}).expect("free again after drop");
+    }
+
+    #[test]
+    fn a_directory_without_a_lock_file_is_not_locked() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let gone = StateDir::resolve(
+            Tool::Vdkr,
+            tmp.path(),
+            &StateLocation::Explicit(tmp.path().join("gone")),
+        )
+        .expect("resolve");
+        assert!(!is_locked(&gone));
+        assert!(!gone.root().exists(), "nothing was created");
     }
 
     #[test]

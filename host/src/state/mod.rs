@@ -11,5 +11,5 @@ mod lock;
 pub use dir::{create_private_file, make_private, StateDir, StateLocation, Tool};
 pub use disk::{find_mke2fs, EphemeralStateDisk, StateDisk, DEFAULT_STATE_DISK_SIZE};
 pub use error::StateError;
-pub use instance::{InstanceRecord, ProcessRecord};
-pub use lock::{InstanceLock, LockWait};
+pub use instance::{write_pid_file, InstanceRecord, ProcessRecord};
+pub use lock::{is_locked, InstanceLock, LockWait};

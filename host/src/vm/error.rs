@@ -18,6 +18,12 @@ pub enum VmError {
     )]
     BackendMissing,
 
+    #[error(
+        "cannot start the VM guard: {exe} is not vdkr, vpdmn or vcontainer, and no `vcontainer` \
+         binary is beside it or in PATH"
+    )]
+    GuardMissing { exe: PathBuf },
+
     #[error("vhost-device-vsock (pid {pid}) exited with {status} before it listened on {socket}; its log ends with:\n{log_tail}")]
     BackendDied {
         pid: u32,

@@ -10,6 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::backend::{find_in_path, read_end, VsockBackend, DEFAULT_BACKEND_DEADLINE};
+use super::guard::Guard;
 use super::qemu::{qemu_argv, qemu_binary, qemu_package, VmSpec, VsockDevice};
 use super::VmError;
 use crate::guest_options::{PortForward, PortProto};
@@ -30,6 +31,14 @@ pub struct LaunchFiles {
     /// The backend's host-side unix socket (`vsock.sock`); the guest's connections to host port P
     /// arrive at `<vsock_uds>_P`.
     pub vsock_uds: PathBuf,
+    /// The guard's few lines (why it stopped QEMU, if it had to).
+    pub guard_log: PathBuf,
+    /// The running marker of a memory-resident VM, which the guard removes when that VM's QEMU
+    /// exits (an idle shutdown, a guest that powered off) if it still names that QEMU.
+    pub daemon_pid: PathBuf,
+    /// The instance's state directory, named in the guard's argv so that every process of a
+    /// state directory can be found by it.
+    pub state_dir: PathBuf,
 }
 
 /// Process ids of a detached VM, to record in the instance metadata.
@@ -37,6 +46,7 @@ pub struct LaunchFiles {
 pub struct DetachedVm {
     pub qemu_pid: u32,
     pub backend_pid: Option<u32>,
+    pub guard_pid: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -44,6 +54,7 @@ pub struct RunningVm {
     qemu: Option<Child>,
     pid: u32,
     backend: Option<VsockBackend>,
+    guard: Option<Guard>,
     console_log: PathBuf,
     qemu_log: PathBuf,
 }
@@ -111,13 +122,24 @@ pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError
         .map_err(|e| VmError::io("start", &qemu_path, e))?;
     // If spawning failed, `backend` is dropped here and killed with it.
 
-    Ok(RunningVm {
+    let mut vm = RunningVm {
         pid: qemu.id(),
         qemu: Some(qemu),
         backend,
+        guard: None,
         console_log: spec.console_log.clone(),
         qemu_log: files.qemu_log.clone(),
-    })
+    };
+    // Started right after QEMU: until then QEMU is our unreaped child, so its pid cannot be
+    // reused before the guard holds it as a pidfd. Without a guard the VM is not started.
+    vm.guard = Some(Guard::spawn(
+        vm.pid,
+        vm.backend.as_ref().map(VsockBackend::pid),
+        &files.state_dir,
+        &files.daemon_pid,
+        &files.guard_log,
+    )?);
+    Ok(vm)
 }
 
 impl RunningVm {
@@ -186,6 +208,9 @@ impl RunningVm {
         if let Some(mut backend) = self.backend.take() {
             backend.kill();
         }
+        if let Some(guard) = self.guard.take() {
+            guard.reap();
+        }
     }
 
     /// Leaves QEMU and the backend running after this value (and the CLI) is gone, for
@@ -195,6 +220,7 @@ impl RunningVm {
         DetachedVm {
             qemu_pid: self.pid,
             backend_pid: self.backend.take().map(VsockBackend::detach),
+            guard_pid: self.guard.take().map(Guard::detach),
         }
     }
 
