@@ -282,6 +282,21 @@ impl Bg {
         run
     }
 
+    /// True once the CLI has an unnamed (`O_TMPFILE`) file open in `dir`: an output it is
+    /// writing (the kernel shows it as `DIR/#INODE (deleted)`).
+    pub fn has_unnamed_file_in(&self, dir: &Path) -> bool {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return false;
+        };
+        let prefix = format!("{}/#", dir.display());
+        fds.flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|p| {
+                let p = p.to_string_lossy();
+                p.starts_with(&prefix) && p.ends_with(" (deleted)")
+            })
+    }
+
     /// True once the CLI has a file open under `dir` (e.g. an image blob it is sending).
     pub fn has_open_under(&self, dir: &Path) -> bool {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
@@ -293,7 +308,9 @@ impl Bg {
     }
 }
 
-/// QEMU and vhost-device-vsock processes (not zombies) whose argv contains `home`.
+/// QEMU, vhost-device-vsock and VM guard processes (not zombies) whose argv contains `home`;
+/// each with its command name (`vcontainer-vm-guard` for a guard, whose executable is vdkr or
+/// vpdmn).
 pub fn vm_procs_naming(home: &Path) -> Vec<(u32, String)> {
     let needle = home.to_string_lossy().into_owned();
     let mut found = Vec::new();
@@ -302,11 +319,16 @@ pub fn vm_procs_naming(home: &Path) -> Vec<(u32, String)> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if !(comm.starts_with("qemu") || comm.starts_with("vhost")) || process_gone(pid) {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let guard = cmdline.starts_with(b"vcontainer-vm-guard\0");
+        let comm = if guard {
+            "vcontainer-vm-guard"
+        } else {
+            comm.trim()
+        };
+        if !(comm.starts_with("qemu") || comm.starts_with("vhost") || guard) || process_gone(pid) {
             continue;
         }
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
             found.push((pid, comm.to_string()));
         }

@@ -442,3 +442,55 @@ fn vconfig_and_arch_precedence() {
         r.stdout
     );
 }
+
+/// `vstorage` uses the state directory the global options select (`--state-dir`, `-I`), as every
+/// other command does (issue 11: its `ARCH` positional used to be filled from `-a`). No VM.
+#[test]
+fn vstorage_follows_the_selected_state_dir() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let vdkr = |args: &[&str]| {
+        let mut cmd = tool_command("vdkr");
+        cmd.args(args)
+            .env_remove("VDKR_ARCH")
+            .env_remove("VDKR_STATE_DIR")
+            .env("HOME", &home)
+            .stdin(Stdio::null());
+        run_command(cmd)
+    };
+    let chosen = work.path().join("chosen");
+    std::fs::create_dir(&chosen).expect("state dir");
+    std::fs::write(chosen.join("docker-state.img"), b"disk").expect("disk");
+    let other = home.join(".vdkr/x86_64");
+    std::fs::create_dir_all(&other).expect("other state dir");
+    let sd = s(&chosen);
+
+    let r = vdkr(&["-a", "x86_64", "--state-dir", sd, "vstorage", "path"]);
+    assert_eq!(r.stdout.trim(), sd, "{r:?}");
+    let r = vdkr(&["-a", "x86_64", "-I", "web", "vstorage", "path"]);
+    assert_eq!(r.stdout.trim(), s(&home.join(".vdkr/web")), "{r:?}");
+    let r = vdkr(&["-a", "x86_64", "vstorage", "path", "aarch64"]);
+    assert_eq!(r.stdout.trim(), s(&home.join(".vdkr/aarch64")), "{r:?}");
+
+    for sub in ["list", "df"] {
+        let r = vdkr(&["-a", "x86_64", "--state-dir", sd, "vstorage", sub]);
+        r.assert_ok(sub);
+        assert!(
+            r.stdout.contains("chosen"),
+            "{sub} shows the chosen dir: {r:?}"
+        );
+        assert!(!r.stdout.contains("x86_64"), "{sub} shows only it: {r:?}");
+    }
+    let r = vdkr(&["-a", "x86_64", "vstorage", "list"]);
+    assert!(
+        r.stdout.contains("x86_64") && !r.stdout.contains("chosen"),
+        "{r:?}"
+    );
+
+    let r = vdkr(&["-a", "x86_64", "--state-dir", sd, "vstorage", "clean"]);
+    r.assert_ok("clean");
+    assert!(r.stdout.contains(&format!("Cleaned: {sd}")), "{r:?}");
+    assert!(!chosen.exists(), "the chosen state dir is removed");
+    assert!(other.exists(), "the arch's default state dir is untouched");
+}

@@ -50,10 +50,13 @@ fn leftovers(dest: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the temporary file of `dest` appears (the export's data is flowing).
+/// Waits until the CLI has the unfinished output of `dest` open (the export's data is flowing).
+/// The output is an unnamed file in `dest`'s directory until it is complete, so it shows only
+/// among the CLI's descriptors (or as a `.partial-` file where the file system lacks O_TMPFILE).
 fn wait_for_partial(bg: &mut Bg, dest: &Path) {
+    let dir = dest.parent().expect("parent");
     let ok = wait_until(COMMAND_LIMIT, || {
-        !leftovers(dest).is_empty() || !bg.running()
+        bg.has_unnamed_file_in(dir) || !leftovers(dest).is_empty() || !bg.running()
     });
     assert!(
         ok && bg.running(),

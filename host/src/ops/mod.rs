@@ -10,6 +10,7 @@ mod import;
 mod interactive;
 mod oci_layout;
 pub mod oci_platform;
+pub mod partial;
 mod simple;
 mod stream;
 

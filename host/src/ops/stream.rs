@@ -35,8 +35,9 @@ impl ReceiveError {
 /// runaway or hostile agent could fill the host's disk. Storage cannot exceed the state disk.
 pub const MAX_RECEIVE_BYTES: u64 = crate::state::DEFAULT_STATE_DISK_SIZE + (1 << 30);
 
-/// Receives `Data` frames until `End`, verifies the digest, and only then renames the temporary
-/// file onto `dest`. Any failure removes the temporary file: no partial output ever looks complete.
+/// Receives `Data` frames until `End`, verifies the digest, and only then puts the file at
+/// `dest`. Until then it is a [`super::partial::PartialOutput`]: any failure, even SIGKILL,
+/// leaves nothing, and no partial output ever looks complete.
 /// More than `limit` bytes is an error.
 pub async fn receive_to_file(
     reader: &mut ConnReader,
@@ -44,18 +45,8 @@ pub async fn receive_to_file(
     limit: u64,
     progress: StreamProgress<'_>,
 ) -> Result<u64, ReceiveError> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempfile_in(&parent)
-        .map_err(|source| ReceiveError::Create {
+    let mut tmp =
+        super::partial::PartialOutput::create(dest).map_err(|source| ReceiveError::Create {
             path: dest.to_path_buf(),
             source,
         })?;
@@ -75,15 +66,15 @@ pub async fn receive_to_file(
                 digest
                     .update_capped(&chunk, limit)
                     .map_err(|e| stream_err(SessionError::Protocol(e)))?;
-                tmp.as_file_mut().write_all(&chunk).map_err(write_err)?;
+                tmp.file().write_all(&chunk).map_err(write_err)?;
                 progress(digest.bytes());
             }
             AgentMsg::End(end) => {
                 let end = digest
                     .verify(&end)
                     .map_err(|e| stream_err(SessionError::Protocol(e)))?;
-                tmp.as_file_mut().sync_all().map_err(write_err)?;
-                tmp.persist(dest).map_err(|e| write_err(e.error))?;
+                tmp.file().sync_all().map_err(write_err)?;
+                tmp.persist(dest).map_err(write_err)?;
                 return Ok(end.bytes);
             }
             other => return Err(stream_err(SessionError::unexpected("Data or End", &other))),
