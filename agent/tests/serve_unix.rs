@@ -481,24 +481,24 @@ async fn export_storage_tars_the_storage_dir() {
     assert!(names.iter().all(|n| n.starts_with("storage/")), "{names:?}");
 }
 
-/// A fake host: accepts the control connection and plays `boot`, optionally with a seed tar.
-async fn boot_with_seed(seed: Option<(Vec<u8>, bool)>) -> (tempfile::TempDir, HostAgent, AgentMsg) {
+/// A fake host: accepts the control connection, sends `boot` (and the seed tar, if any) and
+/// reads the agent's answer; returns the agent, the held control connection and that answer.
+async fn boot_agent(
+    boot: BootConfig,
+    seed: Option<(Vec<u8>, bool)>,
+) -> (tempfile::TempDir, HostAgent, Client, AgentMsg) {
     let dir = tempfile::tempdir().expect("tempdir");
     let control = dir.path().join("control.sock");
     let listener = UnixListener::bind(&control).expect("bind");
     let host_side = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.expect("accept");
         let mut c = Client::from_stream(stream).await;
-        c.send(HostMsg::Boot(BootConfig {
-            seed_storage: seed.is_some(),
-            start_engine: true,
-            ..Default::default()
-        }))
-        .await;
+        c.send(HostMsg::Boot(boot)).await;
         if let Some((bytes, corrupt)) = seed {
             c.send_stream(&bytes, corrupt).await;
         }
-        c.recv().await
+        let answer = c.recv().await;
+        (c, answer)
     });
     let args = ServeArgs {
         listen_unix: dir.path().join("agent.sock"),
@@ -508,7 +508,18 @@ async fn boot_with_seed(seed: Option<(Vec<u8>, bool)>) -> (tempfile::TempDir, Ho
         debug: false,
     };
     let host = HostAgent::start(args).await.expect("agent starts");
-    let answer = host_side.await.expect("host side");
+    let (control, answer) = host_side.await.expect("host side");
+    (dir, host, control, answer)
+}
+
+/// [`boot_agent`] that starts the engine, optionally seeding it first.
+async fn boot_with_seed(seed: Option<(Vec<u8>, bool)>) -> (tempfile::TempDir, HostAgent, AgentMsg) {
+    let boot = BootConfig {
+        seed_storage: seed.is_some(),
+        start_engine: true,
+        ..Default::default()
+    };
+    let (dir, host, _control, answer) = boot_agent(boot, seed).await;
     (dir, host, answer)
 }
 
@@ -598,29 +609,13 @@ fn the_binary_serves_and_exits_on_shutdown() {
 /// operation, but not while one is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_shuts_down_only_when_idle() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("control.sock");
-    let listener = UnixListener::bind(&control).expect("bind");
-    let host_side = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let mut c = Client::from_stream(stream).await;
-        c.send(HostMsg::Boot(BootConfig {
-            start_engine: true,
-            idle_timeout_secs: 1,
-            ..Default::default()
-        }))
-        .await;
-        c.recv().await
-    });
-    let args = ServeArgs {
-        listen_unix: dir.path().join("agent.sock"),
-        dial_unix: Some(control),
-        engine: EngineKind::None,
-        state_dir: Some(dir.path().join("state")),
-        debug: false,
+    let boot = BootConfig {
+        start_engine: true,
+        idle_timeout_secs: 1,
+        ..Default::default()
     };
-    let host = HostAgent::start(args).await.expect("agent starts");
-    assert!(matches!(host_side.await.expect("host"), AgentMsg::Ready(_)));
+    let (dir, host, _control, ready) = boot_agent(boot, None).await;
+    assert!(matches!(ready, AgentMsg::Ready(_)), "{ready:?}");
 
     // An operation lasting 3 s keeps it up past the 1 s timeout.
     let started = Instant::now();
@@ -647,31 +642,13 @@ async fn idle_timeout_shuts_down_only_when_idle() {
 
 /// Boots a host-mode agent with `host_bound`, returning the held control connection.
 async fn boot_host_bound() -> (tempfile::TempDir, HostAgent, Client) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("control.sock");
-    let listener = UnixListener::bind(&control).expect("bind");
-    let host_side = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let mut c = Client::from_stream(stream).await;
-        c.send(HostMsg::Boot(BootConfig {
-            start_engine: true,
-            host_bound: true,
-            ..Default::default()
-        }))
-        .await;
-        let ready = c.recv().await;
-        assert!(matches!(ready, AgentMsg::Ready(_)), "{ready:?}");
-        c
-    });
-    let args = ServeArgs {
-        listen_unix: dir.path().join("agent.sock"),
-        dial_unix: Some(control),
-        engine: EngineKind::None,
-        state_dir: Some(dir.path().join("state")),
-        debug: false,
+    let boot = BootConfig {
+        start_engine: true,
+        host_bound: true,
+        ..Default::default()
     };
-    let host = HostAgent::start(args).await.expect("agent starts");
-    let control = host_side.await.expect("host side");
+    let (dir, host, control, ready) = boot_agent(boot, None).await;
+    assert!(matches!(ready, AgentMsg::Ready(_)), "{ready:?}");
     (dir, host, control)
 }
 
