@@ -7,16 +7,22 @@
 //! engine needs to read its storage. That needs root, or a root emulation (fakeroot, Yocto's
 //! pseudo); without euid 0 the install is refused before anything is touched.
 //!
-//! The extraction itself is GNU tar's (`--numeric-owner --same-owner -p --xattrs
-//! --xattrs-include=*`), not the tar crate's: the tar crate cannot create device nodes (overlay
-//! whiteouts are char devices 0/0) and restores no `trusted.*` xattrs without an extra crate, and
-//! GNU tar is what pseudo/fakeroot are tested with and what wrote the archive in the guest
-//! (sparse files, PAX xattr records). GNU tar is run with an argv list, never a shell string.
+//! The extraction itself is GNU tar's (`--numeric-owner --same-owner -p`), not the tar crate's:
+//! the tar crate cannot create device nodes (overlay whiteouts are char devices 0/0), and GNU tar
+//! is what pseudo/fakeroot are tested with and what wrote the archive in the guest (sparse files,
+//! PAX records). GNU tar is run with an argv list, never a shell string. The extended attributes
+//! (file capabilities, `trusted.overlay.*`, `user.*`) are set by us afterwards, from the PAX
+//! records the check read: under fakeroot (1.31) GNU tar's own `--xattrs` made fakeroot record a
+//! mode without a file type for every file with an xattr ("weird file" to every later process of
+//! the session), while an xattr set after extraction is recorded right.
 //!
 //! The archive comes from an untrusted guest, so it is checked completely with the tar crate
 //! *before* GNU tar sees it ([`check_storage_tar`]): every name relative, without `..`, under the
 //! expected top directory; no entry below an earlier symlink entry; hard links only to earlier
-//! entries; device nodes only 0/0 (whiteouts); no fifos or unknown types. GNU tar then extracts
+//! entries; no unknown entry types. Device nodes and fifos are image content (an image's `/dev`
+//! entries, a service's fifo, overlay whiteouts as char 0/0) and are installed as they are, as
+//! any rootfs build under root or pseudo creates them; what is refused is what could write
+//! outside the storage directory, not what is merely unusual. GNU tar then extracts
 //! into a fresh staging directory inside `<rootfs>/var/lib…`, and only a complete extraction is
 //! renamed into place: a failure leaves the rootfs as it was.
 
@@ -29,6 +35,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::spec::Runtime;
+use crate::oci::xattrs::Xattr;
 
 /// Command-line arguments of `vcontainer install-storage`.
 #[derive(Debug, Clone, clap::Args)]
@@ -128,7 +135,7 @@ pub fn install_storage(
     if !meta.is_dir() {
         bail!("target rootfs {} is not a directory", rootfs.display());
     }
-    let entries = check_storage_tar(storage, top)?;
+    let checked = check_storage_tar(storage, top)?;
     let dest = rootfs.join(parent_rel).join(top);
     let replaced = match fs::symlink_metadata(&dest) {
         Ok(m) if m.file_type().is_symlink() || !m.is_dir() => bail!(
@@ -158,6 +165,7 @@ pub fn install_storage(
         .tempdir_in(&parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     extract_with_gnu_tar(storage, staging.path())?;
+    set_xattrs(staging.path(), &checked.xattrs)?;
     let extracted = staging.path().join(top);
     match fs::symlink_metadata(&extracted) {
         Ok(m) if m.is_dir() => {}
@@ -181,7 +189,7 @@ pub fn install_storage(
         .with_context(|| format!("removing the staging directory in {}", parent.display()))?;
     Ok(InstallReport {
         dest,
-        entries,
+        entries: checked.entries,
         replaced,
     })
 }
@@ -213,12 +221,14 @@ fn make_dirs_no_symlinks(rootfs: &Path, rel: &Path) -> Result<PathBuf> {
     Ok(cur)
 }
 
-/// `name` as normal components (leading `./` dropped), or None if absolute or with `..`.
-fn normal_components(name: &Path) -> Option<Vec<String>> {
+/// `name` as normal components (leading `./` dropped), or None if absolute or with `..`. Names
+/// are bytes: image content may have names that are not UTF-8.
+fn normal_components(name: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
-    for c in name.components() {
+    for c in Path::new(std::ffi::OsStr::from_bytes(name)).components() {
         match c {
-            Component::Normal(p) => out.push(p.to_str()?.to_string()),
+            Component::Normal(p) => out.push(p.as_bytes().to_vec()),
             Component::CurDir => {}
             _ => return None,
         }
@@ -226,45 +236,56 @@ fn normal_components(name: &Path) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Checks every entry of the storage tar at `path` (see the module comment) and returns the
-/// number of entries. `top` is the required first component (`docker` or `storage`).
-pub fn check_storage_tar(path: &Path, top: &str) -> Result<u64> {
+/// What [`check_storage_tar`] learned of an archive it accepted.
+#[derive(Debug, Default)]
+pub struct CheckedTar {
+    pub entries: u64,
+    /// The entries carrying extended attributes (hard links left out: they share their target's
+    /// inode), by their path in the archive.
+    pub xattrs: Vec<(PathBuf, Vec<Xattr>)>,
+}
+
+/// Checks every entry of the storage tar at `path` (see the module comment). `top` is the
+/// required first component (`docker` or `storage`). An entry's effective name is checked: the
+/// PAX `path` record (which the tar crate applies) or GNU tar's sparse-file `GNU.sparse.name`
+/// record, which GNU tar extracts under instead of the header's name.
+pub fn check_storage_tar(path: &Path, top: &str) -> Result<CheckedTar> {
     let file = fs::File::open(path)
         .with_context(|| format!("opening the storage tar {}", path.display()))?;
     let mut archive = tar::Archive::new(io::BufReader::new(file));
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut symlinks: HashSet<String> = HashSet::new();
-    let mut count = 0u64;
-    let bad = |name: &str, why: &str| {
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut symlinks: HashSet<Vec<u8>> = HashSet::new();
+    let mut checked = CheckedTar::default();
+    let bad = |name: &[u8], why: &str| {
         anyhow::anyhow!(
-            "{}: refusing storage tar entry {name:?}: {why}; nothing was installed",
-            path.display()
+            "{}: refusing storage tar entry {:?}: {why}; nothing was installed",
+            path.display(),
+            String::from_utf8_lossy(name)
         )
     };
     for entry in archive
         .entries()
         .with_context(|| format!("reading {}", path.display()))?
     {
-        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
-        count += 1;
-        let raw = entry.path_bytes();
-        let name_str = String::from_utf8_lossy(&raw).into_owned();
-        let name = PathBuf::from(name_str.clone());
-        let parts = normal_components(&name)
-            .ok_or_else(|| bad(&name_str, "absolute, with '..' or not UTF-8"))?;
-        if parts.first().map(String::as_str) != Some(top) {
+        let mut entry = entry.with_context(|| format!("reading {}", path.display()))?;
+        checked.entries += 1;
+        let (sparse_name, xattrs) =
+            pax_facts(&mut entry).with_context(|| format!("reading {}", path.display()))?;
+        let name = sparse_name.unwrap_or_else(|| entry.path_bytes().into_owned());
+        let parts = normal_components(&name).ok_or_else(|| bad(&name, "absolute or with '..'"))?;
+        if parts.first().map(Vec::as_slice) != Some(top.as_bytes()) {
             return Err(bad(
-                &name_str,
+                &name,
                 &format!("every entry must be under {top}/ for this engine"),
             ));
         }
         // Nothing below a symlink of the archive: GNU tar would follow it.
         for n in 1..parts.len() {
-            if symlinks.contains(&parts[..n].join("/")) {
-                return Err(bad(&name_str, "it lies below a symlink entry"));
+            if symlinks.contains(&parts[..n].join(&b'/')) {
+                return Err(bad(&name, "it lies below a symlink entry"));
             }
         }
-        let joined = parts.join("/");
+        let joined = parts.join(&b'/');
         let kind = entry.header().entry_type();
         use tar::EntryType as E;
         match kind {
@@ -275,53 +296,95 @@ pub fn check_storage_tar(path: &Path, top: &str) -> Result<u64> {
             E::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| bad(&name_str, "hard link without a target"))?;
-                let target = String::from_utf8_lossy(&target).into_owned();
-                let tparts = normal_components(Path::new(&target))
-                    .ok_or_else(|| bad(&name_str, "hard link target absolute or with '..'"))?;
-                let tjoined = tparts.join("/");
-                if tparts.first().map(String::as_str) != Some(top) || !seen.contains(&tjoined) {
+                    .ok_or_else(|| bad(&name, "hard link without a target"))?;
+                let tparts = normal_components(&target)
+                    .ok_or_else(|| bad(&name, "hard link target absolute or with '..'"))?;
+                let tjoined = tparts.join(&b'/');
+                if tparts.first().map(Vec::as_slice) != Some(top.as_bytes())
+                    || !seen.contains(&tjoined)
+                {
                     return Err(bad(
-                        &name_str,
-                        &format!("hard link target {target:?} is not an earlier entry"),
+                        &name,
+                        &format!(
+                            "hard link target {:?} is not an earlier entry",
+                            String::from_utf8_lossy(&target)
+                        ),
                     ));
                 }
                 if symlinks.contains(&tjoined) {
-                    return Err(bad(&name_str, "hard link to a symlink entry"));
-                }
-            }
-            E::Char => {
-                let major = entry.header().device_major().ok().flatten();
-                let minor = entry.header().device_minor().ok().flatten();
-                if major != Some(0) || minor != Some(0) {
-                    return Err(bad(
-                        &name_str,
-                        "device node other than an overlay whiteout (char 0/0)",
-                    ));
+                    return Err(bad(&name, "hard link to a symlink entry"));
                 }
             }
             // dockerd's probe of the backing filesystem: a block device it recreates at start;
             // it is left out of the install (upstream excluded it too).
-            E::Block if joined == BACKING_FS_BLOCK_DEV => {}
+            E::Block if joined == BACKING_FS_BLOCK_DEV.as_bytes() => {}
+            E::Char | E::Block | E::Fifo => {}
             other => {
                 return Err(bad(
-                    &name_str,
+                    &name,
                     &format!("entry type {other:?} is not allowed in engine storage"),
                 ))
             }
         }
+        if !xattrs.is_empty() && kind != E::Link {
+            use std::os::unix::ffi::OsStrExt;
+            let rel = PathBuf::from(std::ffi::OsStr::from_bytes(&joined));
+            checked.xattrs.push((rel, xattrs));
+        }
         seen.insert(joined);
     }
-    if count == 0 {
+    if checked.entries == 0 {
         bail!("{}: the storage tar is empty", path.display());
     }
-    Ok(count)
+    Ok(checked)
+}
+
+/// The entry's GNU sparse name (PAX `GNU.sparse.name`) and its extended attributes.
+fn pax_facts<R: io::Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> io::Result<(Option<Vec<u8>>, Vec<Xattr>)> {
+    let mut sparse_name = None;
+    let mut xattrs = Vec::new();
+    if let Some(pax) = entry.pax_extensions()? {
+        for ext in pax {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            if key == b"GNU.sparse.name" {
+                sparse_name = Some(ext.value_bytes().to_vec());
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok((sparse_name, xattrs))
+}
+
+/// Sets the extended attributes the archive recorded on what GNU tar extracted under `dir`
+/// (not following symlinks: an xattr of a symlink entry is the link's own).
+fn set_xattrs(dir: &Path, entries: &[(PathBuf, Vec<Xattr>)]) -> Result<()> {
+    for (rel, xattrs) in entries {
+        if rel == Path::new(BACKING_FS_BLOCK_DEV) {
+            continue; // not extracted
+        }
+        let path = dir.join(rel);
+        for (name, value) in xattrs {
+            crate::oci::xattrs::set(&path, name, value).with_context(|| {
+                format!(
+                    "setting the extended attribute {} of {}",
+                    String::from_utf8_lossy(name),
+                    path.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Docker's backing-filesystem probe device in its storage (not installed: dockerd recreates it).
 const BACKING_FS_BLOCK_DEV: &str = "docker/volumes/backingFsBlockDev";
 
-/// GNU tar's argv to extract `archive` into `dest`, keeping owners, modes, xattrs and devices.
+/// GNU tar's argv to extract `archive` into `dest`, keeping owners, modes and devices (the
+/// xattrs are [`set_xattrs`]' part).
 pub fn gnu_tar_args(archive: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
     let mut v: Vec<std::ffi::OsString> = [
         "--extract",
@@ -329,8 +392,6 @@ pub fn gnu_tar_args(archive: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
         "--numeric-owner",
         "--same-owner",
         "--same-permissions",
-        "--xattrs",
-        "--xattrs-include=*",
         "--delay-directory-restore",
         "--warning=no-timestamp",
         "--exclude",
@@ -394,6 +455,63 @@ mod tests {
         f
     }
 
+    /// A tar whose entry `header_name` carries the PAX records `records`.
+    fn tar_with_pax(header_name: &[u8], records: &[(&[u8], &[u8])]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().expect("tmp");
+        let mut b = tar::Builder::new(f.reopen().expect("reopen"));
+        let mut data = Vec::new();
+        for (k, v) in records {
+            crate::oci::layer_tar::pax_record(&mut data, k, v);
+        }
+        let mut x = tar::Header::new_ustar();
+        x.set_entry_type(tar::EntryType::XHeader);
+        x.set_size(data.len() as u64);
+        x.set_path("PaxHeaders/x").expect("path");
+        x.set_cksum();
+        b.append(&x, &data[..]).expect("pax");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o4755);
+        h.set_size(0);
+        h.as_old_mut().name[..header_name.len()].copy_from_slice(header_name);
+        h.set_cksum();
+        b.append(&h, io::empty()).expect("append");
+        b.finish().expect("finish");
+        f
+    }
+
+    #[test]
+    fn effective_names_are_checked_and_need_not_be_utf8() {
+        let sparse_escape = tar_with_pax(
+            b"docker/GNUSparseFile.1/x",
+            &[
+                (b"GNU.sparse.major", b"1"),
+                (b"GNU.sparse.name", b"../../etc/x"),
+            ],
+        );
+        let err = format!(
+            "{:#}",
+            check_storage_tar(sparse_escape.path(), "docker").expect_err("refused")
+        );
+        assert!(err.contains("../../etc/x") && err.contains(".."), "{err}");
+        let sparse_elsewhere = tar_with_pax(
+            b"docker/GNUSparseFile.1/x",
+            &[(b"GNU.sparse.name", b"etc/x")],
+        );
+        assert!(check_storage_tar(sparse_elsewhere.path(), "docker").is_err());
+
+        let latin1 = tar_with_pax(b"docker/caf\xe9", &[(b"SCHILY.xattr.user.a", b"1")]);
+        let checked = check_storage_tar(latin1.path(), "docker").expect("a non-UTF-8 name");
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(
+            checked.xattrs,
+            vec![(
+                PathBuf::from(std::ffi::OsStr::from_bytes(b"docker/caf\xe9")),
+                vec![(b"user.a".to_vec(), b"1".to_vec())]
+            )]
+        );
+    }
+
     #[test]
     fn accepts_good_and_refuses_hostile() {
         use tar::EntryType as E;
@@ -403,8 +521,14 @@ mod tests {
             ("docker/b", E::Link, Some("docker/a")),
             ("docker/l", E::Symlink, Some("../../etc")),
             ("./docker/c", E::Char, None),
+            ("docker/dev/sda", E::Char, None),
+            ("docker/dev/loop0", E::Block, None),
+            ("docker/run/fifo", E::Fifo, None),
         ]);
-        assert_eq!(check_storage_tar(ok.path(), "docker").expect("ok"), 5);
+        assert_eq!(
+            check_storage_tar(ok.path(), "docker").expect("ok").entries,
+            8
+        );
         for (entries, why) in [
             (vec![("/docker/a", E::Regular, None)], "absolute"),
             (vec![("docker/../x", E::Regular, None)], ".."),
@@ -425,8 +549,7 @@ mod tests {
                 vec![("docker/h", E::Link, Some("docker/later"))],
                 "not an earlier entry",
             ),
-            (vec![("docker/f", E::Fifo, None)], "not allowed"),
-            (vec![("docker/sda", E::Char, None)], "whiteout"),
+            (vec![("docker/v", E::new(b'V'), None)], "not allowed"),
         ] {
             let t = tar_with(&entries);
             let err = format!(
@@ -443,10 +566,11 @@ mod tests {
         for flag in [
             "--same-owner",
             "--numeric-owner",
-            "--xattrs-include=*",
+            "--same-permissions",
             "--force-local",
         ] {
             assert!(a.iter().any(|x| x == flag), "{flag}");
         }
+        assert!(!a.iter().any(|x| x == "--xattrs"), "xattrs are set by us");
     }
 }

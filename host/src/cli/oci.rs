@@ -36,9 +36,10 @@ enum CompressionArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OwnerArg {
-    /// Every entry owned by 0:0 (the rootfs was staged by an unprivileged user).
+    /// Every entry owned by 0:0 whatever the rootfs says (lossy: for a rootfs staged by an
+    /// unprivileged user without fakeroot/pseudo).
     Root,
-    /// The uid/gid the rootfs has (read under the same fakeroot/pseudo that staged it).
+    /// The uid/gid the rootfs has, as read under the fakeroot/pseudo that staged it (default).
     Preserve,
 }
 
@@ -139,7 +140,9 @@ pub struct BuildArgs {
     compression: CompressionArg,
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     gzip_level: u32,
-    #[arg(long, value_enum, default_value = "root")]
+    /// Who owns the image's files: `preserve` (default) keeps the rootfs's owners, which a build
+    /// under pseudo sees as they will be on the target; `root` makes everything 0:0.
+    #[arg(long, value_enum, default_value = "preserve")]
     owner: OwnerArg,
     /// Reproducible build: file times clamped to this, all image timestamps set to it.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]

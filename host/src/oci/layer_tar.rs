@@ -1,6 +1,8 @@
 //! A layer's tar stream, written deterministically: entries in plan order (sorted paths, parents
 //! first), GNU headers with numeric ids only, ownership by a fixed policy, modification times
-//! clamped to `SOURCE_DATE_EPOCH` when it is set, hard links within a layer kept as links.
+//! clamped to `SOURCE_DATE_EPOCH` when it is set, hard links within a layer kept as links, and
+//! extended attributes (file capabilities, `user.*`, …) as PAX `SCHILY.xattr.*` records, sorted
+//! by name, the way GNU tar, umoci and the engines' own layer writers carry them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,16 +11,18 @@ use std::path::{Path, PathBuf};
 
 use super::plan::{Entry, LayerPlan};
 use super::tree::{Node, NodeKind, Tree};
+use super::xattrs::Xattr;
 use super::OciError;
 
 /// Who owns the files in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OwnerPolicy {
-    /// Everything `0:0`: a rootfs built by an unprivileged user belongs to root in the image
-    /// (upstream's `--no-preserve=ownership`).
-    #[default]
+    /// Everything `0:0`, whatever the rootfs says: a lossy choice for a rootfs staged by an
+    /// unprivileged user without a root emulation. Only ever chosen explicitly.
     Root,
-    /// The ids the rootfs has (a rootfs staged under fakeroot/pseudo, read under the same).
+    /// The ids the rootfs has. The default: a rootfs staged and read under fakeroot or pseudo
+    /// (as Yocto's tasks run) shows its real owners, and a service user's files must stay its own.
+    #[default]
     Preserve,
 }
 
@@ -135,6 +139,7 @@ fn write_node<W: Write>(
     let mtime = opts.mtime(node.mtime);
     match &node.kind {
         NodeKind::Dir => {
+            append_xattrs(b, abs, path, mtime)?;
             let mut h = header(tar::EntryType::Directory, node.mode, uid, gid, mtime);
             append(b, &mut h, &dir_name(path), io::empty())
         }
@@ -148,6 +153,7 @@ fn write_node<W: Write>(
                 }
                 links.insert((node.dev, node.ino), path.to_path_buf());
             }
+            append_xattrs(b, abs, path, mtime)?;
             let mut h = header(tar::EntryType::Regular, node.mode, uid, gid, mtime);
             h.set_size(node.size);
             let f = File::open(abs).map_err(|e| OciError::io(abs, e))?;
@@ -163,6 +169,7 @@ fn write_node<W: Write>(
             )
         }
         NodeKind::Symlink(target) => {
+            append_xattrs(b, abs, path, mtime)?;
             let mut h = header(tar::EntryType::Symlink, 0o777, uid, gid, mtime);
             b.append_link(&mut h, path, target)
                 .map_err(|e| OciError::io(path, e))
@@ -173,6 +180,7 @@ fn write_node<W: Write>(
                 NodeKind::BlockDevice => tar::EntryType::Block,
                 _ => tar::EntryType::Fifo,
             };
+            append_xattrs(b, abs, path, mtime)?;
             let mut h = header(kind, node.mode, uid, gid, mtime);
             if kind != tar::EntryType::Fifo {
                 h.set_device_major(rustix::fs::major(node.rdev))
@@ -183,6 +191,72 @@ fn write_node<W: Write>(
             append(b, &mut h, path, io::empty())
         }
     }
+}
+
+/// Extended attributes that never belong in an image: the build host's SELinux label, overlayfs'
+/// own bookkeeping (an image says "opaque" with a whiteout file, not an xattr), and ACLs
+/// (`system.*`, which layer formats carry differently and the engines do not restore).
+fn image_xattr(name: &[u8]) -> bool {
+    !(name == b"security.selinux"
+        || name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"system."))
+}
+
+/// The image-worthy extended attributes of `abs` (not following a symlink), sorted by name.
+pub fn read_xattrs(abs: &Path) -> Result<Vec<Xattr>, OciError> {
+    super::xattrs::read_all(abs, image_xattr).map_err(|e| OciError::io(abs, e))
+}
+
+/// Writes the PAX extended header that carries `abs`'s xattrs for the entry `path` that follows;
+/// nothing when it has none.
+fn append_xattrs<W: Write>(
+    b: &mut tar::Builder<W>,
+    abs: &Path,
+    path: &Path,
+    mtime: u64,
+) -> Result<(), OciError> {
+    let xattrs = read_xattrs(abs)?;
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let mut data = Vec::new();
+    for (name, value) in &xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(name);
+        pax_record(&mut data, &key, value);
+    }
+    let mut h = header(tar::EntryType::XHeader, 0o644, 0, 0, mtime);
+    h.set_size(data.len() as u64);
+    append(b, &mut h, &pax_header_name(path), &data[..])
+}
+
+/// One PAX record, `"LEN KEY=VALUE\n"`, where LEN counts the whole record including its own
+/// digits. Values are raw bytes (a capability is binary), as GNU tar writes them.
+pub fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    loop {
+        let with_digits = rest + len.to_string().len();
+        if with_digits == len {
+            break;
+        }
+        len = with_digits;
+    }
+    out.extend_from_slice(format!("{len} ").as_bytes());
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// The extended header's own name: readers ignore it; short, so it needs no long-name entry,
+/// and derived from the entry's name, so the layer stays reproducible.
+fn pax_header_name(path: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let base = path.file_name().map_or(&b""[..], |n| n.as_bytes());
+    let mut name = b"PaxHeaders/".to_vec();
+    name.extend_from_slice(&base[..base.len().min(80)]);
+    PathBuf::from(std::ffi::OsStr::from_bytes(&name))
 }
 
 /// Reads exactly the size the scan saw: a file that shrank or grew since is an error, not a

@@ -26,6 +26,7 @@ pub mod layout;
 pub mod pkgdb;
 pub mod plan;
 pub mod tree;
+pub mod xattrs;
 
 pub use build::{build, BuildReport, BuildRequest, Compression, OwnerPolicy};
 pub use error::OciError;
