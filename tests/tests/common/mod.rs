@@ -56,9 +56,11 @@ impl HostAgent {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn agent");
+        // Until a connection goes through, not until the socket file exists: the file appears at
+        // bind(), a moment before listen(), and a connect in between is refused (seen in CI).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "agent did not create its socket");
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "agent did not listen on its socket");
             std::thread::sleep(Duration::from_millis(10));
         }
         Self {
