@@ -474,7 +474,8 @@ fn apply(v: &mut View, entries: &[TarEntry]) {
     }
 }
 
-/// The view a rootfs should give in an image built with the default owner policy (all 0:0).
+/// The view a rootfs should give in an image built with the default owner policy (its owners
+/// kept).
 fn rootfs_view(root: &Path) -> View {
     fn walk(root: &Path, rel: &Path, v: &mut View) {
         let mut names: Vec<_> = fs::read_dir(root.join(rel))
@@ -502,8 +503,8 @@ fn rootfs_view(root: &Path) -> View {
                 Meta {
                     kind,
                     mode,
-                    uid: 0,
-                    gid: 0,
+                    uid: md.uid().into(),
+                    gid: md.gid().into(),
                 },
             );
             if is_dir {

@@ -64,7 +64,7 @@ fn wait_for_partial(bg: &mut Bg, dest: &Path) {
         dest.display()
     );
     // Let some data arrive.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// The failure message of a run that a fault broke: non-zero (not killed by a signal), a
@@ -119,14 +119,16 @@ fn qemu_killed_during_oneshot_vimport(w: &Instance) {
     w.assert_no_vm_left("after QEMU was killed");
 }
 
-/// Case 9 (one-shot): SIGINT while `vimport … --storage` writes the storage tar.
+/// Case 9 (one-shot): SIGINT while `vimport … --storage` writes the storage tar. The image is
+/// large enough that the export takes seconds: a 2 MB one was once written completely before the
+/// signal arrived.
 fn sigint_during_oneshot_export(w: &Instance) {
-    let small = w.busybox_layout("small-oci");
+    let big = w.big_layout("big-oci", PAYLOAD_MIB);
     let out = w.path("int.tar");
     let mut bg = w.spawn(&[
         "vimport",
-        small.to_str().expect("utf8"),
-        "small:1.0",
+        big.to_str().expect("utf8"),
+        "big:1.0",
         "--storage",
         out.to_str().expect("utf8"),
     ]);

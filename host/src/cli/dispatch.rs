@@ -308,7 +308,7 @@ async fn until_signalled(work: impl std::future::Future<Output = Result<i32>>) -
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted by signal {0}; no output was written (a VM this command booted was stopped; a memory-resident one keeps running)")]
+#[error("interrupted by signal {0}; an output not complete by then was not written (a VM this command booted was stopped; a memory-resident one keeps running)")]
 struct Interrupted(i32);
 
 /// The directory `path` would be created in must exist, and `path` must not be a directory.

@@ -60,7 +60,10 @@ impl HostAgent {
         // bind(), a moment before listen(), and a connect in between is refused (seen in CI).
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "agent did not listen on its socket");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not listen on its socket"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Self {
