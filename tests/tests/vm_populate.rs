@@ -10,12 +10,30 @@ use vcontainer::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{busybox_for, cache_dir, run_command, run_tool, s, tool_command, Run};
 
+/// Where the bundling commands' throw-away VM state goes (their `TMPDIR`), so that any VM
+/// process they left would be found by it.
+fn vm_tmp() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vm-populate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    dir
+}
+
+/// `vcontainer …` with auto-start asked for: the bundling commands must still leave no VM.
 fn vcontainer(args: &[&str]) -> Run {
     let mut cmd = tool_command("vcontainer");
     cmd.args(args)
         .env("VCONTAINER_CACHE_DIR", cache_dir())
+        .env("VDKR_AUTO_DAEMON", "true")
+        .env("VPDMN_AUTO_DAEMON", "true")
+        .env("TMPDIR", vm_tmp())
         .stdin(Stdio::null());
-    run_command(cmd)
+    let r = run_command(cmd);
+    let left = vcontainer_tests::instance::vm_procs_naming(&vm_tmp());
+    assert!(
+        left.is_empty(),
+        "vcontainer {args:?} left VM processes: {left:?}"
+    );
+    r
 }
 
 /// The installed storage of `engine` in `rootfs`, as a tar `vdkr --input-storage` takes.
