@@ -5,62 +5,14 @@
 //! host process to stay behind.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
 use crate::agent::Agent;
 use crate::log;
 use crate::process::{async_pipes, command};
-
-/// Operations in flight and when the last one ended.
-#[derive(Debug)]
-pub struct Activity {
-    busy: AtomicUsize,
-    last: Mutex<Instant>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            busy: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now()),
-        }
-    }
-}
-
-/// Marks one operation in flight until dropped.
-pub struct Busy<'a>(&'a Activity);
-
-impl Activity {
-    pub fn begin(&self) -> Busy<'_> {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        Busy(self)
-    }
-
-    /// How long nothing has been in flight (`None` while something is).
-    pub fn idle_for(&self) -> Option<Duration> {
-        if self.busy.load(Ordering::SeqCst) > 0 {
-            return None;
-        }
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-        Some(last.elapsed())
-    }
-
-    /// Restarts the idle count (something is still going on).
-    pub fn touch(&self) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Starts the watcher (nothing for a timeout of zero).
 pub fn watch(agent: Arc<Agent>, timeout: Duration) {
@@ -114,20 +66,5 @@ async fn containers_running(agent: &Agent) -> bool {
     match exit.await {
         Ok(status) if status.shell_code() == 0 => !out.trim().is_empty(),
         _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn busy_operations_are_not_idle() {
-        let a = Activity::default();
-        assert!(a.idle_for().is_some());
-        let b = a.begin();
-        assert_eq!(a.idle_for(), None);
-        drop(b);
-        assert!(a.idle_for().is_some_and(|d| d < Duration::from_secs(1)));
     }
 }

@@ -21,6 +21,7 @@ pub mod modules;
 pub mod net;
 pub mod ops;
 pub mod pid1;
+pub mod power;
 pub mod process;
 pub mod reaper;
 pub mod server;

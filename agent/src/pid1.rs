@@ -3,9 +3,7 @@
 //! host sees the console log and QEMU ends.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use nix::sys::reboot::{reboot, RebootMode};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
 use vcontainer_protocol::OPERATION_PORT;
@@ -16,6 +14,7 @@ use crate::console::uptime_ms;
 use crate::control::{dial_vsock, run_control, BootTimings};
 use crate::engine::new_engine;
 use crate::layout::Layout;
+use crate::power::power_off;
 use crate::reaper::Reaper;
 use crate::server::serve_vsock;
 use crate::{log, stage1, stage2};
@@ -92,16 +91,6 @@ async fn serve(args: BootArgs, timings: BootTimings) -> Result<(), String> {
     }
     agent.wait_exit().await;
     Ok(())
-}
-
-/// Syncs and powers the VM off. Never returns.
-pub fn power_off() -> ! {
-    nix::unistd::sync();
-    let err = reboot(RebootMode::RB_POWER_OFF);
-    log!("power off failed: {err:?}");
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
 }
 
 fn fatal(message: &str) -> ! {
