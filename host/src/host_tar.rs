@@ -23,15 +23,6 @@ pub struct Limits {
     pub max_entries: u64,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_bytes: crate::ops::MAX_RECEIVE_BYTES,
-            max_entries: 1_000_000,
-        }
-    }
-}
-
 /// What an unpack did.
 #[derive(Debug, Default, Clone)]
 pub struct UnpackReport {

@@ -146,7 +146,7 @@ pub struct Instance {
     state: StateDir,
     guest_cid: Option<u32>,
     /// Host ports QEMU forwards into this VM (recorded for `ps` / `memres status`).
-    ports: Vec<crate::guest_options::PortForward>,
+    ports: Vec<crate::vm::port_forward::PortForward>,
     /// The agent's control connection, held open for as long as this process owns the VM: the
     /// guest is host-bound and shuts itself down when it closes (this process killed) before
     /// [`Instance::detach`] releases it.
@@ -368,7 +368,7 @@ impl Instance {
             .await
             .map_err(|source| InstanceError::Agent {
                 source,
-                console: crate::vm::running::file_tail(&state.console_log(), 30),
+                console: crate::util::tail::file_tail(&state.console_log(), 30),
             })?;
         let qemu = crate::state::ProcessRecord::capture(detached.qemu_pid).ok_or_else(|| {
             InstanceError::QemuExited {

@@ -24,5 +24,6 @@ pub mod session;
 pub mod state;
 pub mod terminal;
 pub mod transport;
+pub mod util;
 pub mod vm;
 pub mod volumes;

@@ -14,10 +14,32 @@ use std::path::{Path, PathBuf};
 
 use vcontainer_protocol::{RegistryConfig, MAX_AUTH_FILE_LEN, MAX_CA_CERT_LEN};
 
-use crate::guest_options::RegistryOptions;
-
 /// Smallest auth file that can be JSON (`{}`).
 const MIN_AUTH_FILE_LEN: u64 = 2;
+
+/// Registry settings as the user gave them (files not read yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Registry for unqualified image names (`--registry`); `None` with `--no-registry`.
+    pub default: Option<String>,
+    /// `--insecure-registry`, repeatable.
+    pub insecure: Vec<String>,
+    /// `--secure-registry`: verify TLS for the default registry.
+    pub secure: bool,
+    /// `--ca-cert FILE`: CA for the default registry's TLS certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// `--config FILE`: registry auth file (docker `config.json` / podman `auth.json`).
+    pub auth_file: Option<PathBuf>,
+    /// `--registry-user` / `--registry-pass` for the default registry (`--config` wins). Sent
+    /// to the guest as an auth file, never on a command line.
+    pub credentials: Option<Credentials>,
+}
+
+impl RegistryOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

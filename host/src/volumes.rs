@@ -24,11 +24,46 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use vcontainer_protocol::{AgentMsg, ExecRequest, HostMsg, Request, StreamDigest, DATA_CHUNK_LEN};
 
-use crate::cli::VolumeSpec;
 use crate::host_tar::{pack_stream, unpack_sink, Limits, TarError};
 use crate::ops::{exec, ExecIo, OpError, MAX_RECEIVE_BYTES};
 use crate::session::{AgentConn, SessionError};
 use crate::transport::Transport;
+
+/// A `-v HOST:CTR[:MODE]` whose source is a host path (starts with `/` or `.`). Named volumes
+/// (`-v data:/x`) and anonymous ones (`-v /x`) stay engine arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub host: PathBuf,
+    pub container: String,
+    /// `ro`, `rw`, `z`, … as given (None: rw).
+    pub mode: Option<String>,
+}
+
+impl VolumeSpec {
+    pub fn read_only(&self) -> bool {
+        self.mode
+            .as_deref()
+            .is_some_and(|m| m.split(',').any(|o| o == "ro"))
+    }
+
+    /// Reads one `-v` value; `None` for anything that is not a host path mount.
+    pub fn parse(spec: &str) -> Option<VolumeSpec> {
+        if !(spec.starts_with('/') || spec.starts_with('.')) {
+            return None;
+        }
+        let mut parts = spec.splitn(3, ':');
+        let host = parts.next()?;
+        let container = parts.next()?;
+        if host.is_empty() || container.is_empty() {
+            return None;
+        }
+        Some(VolumeSpec {
+            host: PathBuf::from(host),
+            container: container.to_string(),
+            mode: parts.next().map(str::to_string),
+        })
+    }
+}
 
 /// Where volumes are staged in the guest: on the state disk, not in RAM.
 pub const GUEST_VOLUME_ROOT: &str = "/mnt/state/vcontainer-volumes";

@@ -3,7 +3,6 @@
 //! `vconfig`, `vstorage` and `clean` are host-side.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -310,22 +309,3 @@ async fn until_signalled(work: impl std::future::Future<Output = Result<i32>>) -
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by signal {0}; an output not complete by then was not written (a VM this command booted was stopped; a memory-resident one keeps running)")]
 struct Interrupted(i32);
-
-/// The directory `path` would be created in must exist, and `path` must not be a directory.
-pub fn check_output(path: &Path) -> Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        );
-    }
-    if path.is_dir() {
-        bail!("cannot write {}: it is a directory", path.display());
-    }
-    Ok(())
-}

@@ -8,18 +8,17 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 use super::args::EngineArgs;
+use super::project_args::{ProjectArgs, PROGRAMS};
 
 /// The clap command of one of our programs, named as it is installed.
 fn command_for(program: &str) -> clap::Command {
     match program {
-        "vcontainer" => super::project::ProjectArgs::command(),
+        "vcontainer" => ProjectArgs::command(),
         name => EngineArgs::command()
             .name(name.to_string())
             .bin_name(name.to_string()),
     }
 }
-
-pub const PROGRAMS: &[&str] = &["vdkr", "vpdmn", "vcontainer"];
 
 /// Writes `PROGRAM.1` and `PROGRAM-SUBCOMMAND.1` pages into `dir`.
 pub fn write_man_pages(dir: &Path) -> Result<Vec<std::path::PathBuf>> {

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use super::run_options::{split_run_args, RunArgs, VolumeSpec};
+use super::run_options::{split_run_args, RunArgs, StdIo};
 use crate::state::Tool;
+use crate::volumes::VolumeSpec;
 
 /// One engine command, ready to execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,18 +38,6 @@ pub enum EnginePlan {
     /// `pull NAME` with a default registry (docker has no search registries): pull the
     /// qualified name, then tag it with the short one so later commands find it.
     PullQualified { pull: Vec<String>, tag: Vec<String> },
-}
-
-/// How the command talks to the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StdIo {
-    /// Output only; stdin is /dev/null (the host's stdin is left alone).
-    #[default]
-    Output,
-    /// The host's stdin is forwarded (`-i`, `load` without `-i`, `login --password-stdin`).
-    Stdin,
-    /// A pseudo-terminal session (`-t`).
-    Tty,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
-use super::engine_cmd::{EnginePlan, StdIo};
+use super::engine_cmd::EnginePlan;
+use super::run_options::StdIo;
 use crate::ops::{self, ExecIo};
 use crate::progress::Reporter;
 use crate::transport::Transport;
@@ -340,6 +341,25 @@ fn describe_status(status: ExitStatus) -> String {
             Err(_) => format!("killed by signal {s}"),
         },
     }
+}
+
+/// The directory `path` would be created in must exist, and `path` must not be a directory.
+pub fn check_output(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

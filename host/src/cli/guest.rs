@@ -15,7 +15,7 @@ use crate::progress::Reporter;
 use crate::resident::Resident;
 use crate::session::SessionError;
 use crate::transport::Transport;
-use crate::vm::running::KERNEL_PANIC;
+use crate::util::tail::KERNEL_PANIC;
 
 /// A guest ready for operations.
 pub enum Guest {
@@ -66,7 +66,7 @@ impl Guest {
                         )
                     })
                 };
-                let console = crate::vm::running::file_tail(&r.state.console_log(), lines);
+                let console = crate::util::tail::file_tail(&r.state.console_log(), lines);
                 (exited, console)
             }
         };

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::engine_cmd::{EnginePlan, StdIo};
+use super::engine_cmd::EnginePlan;
+use super::run_options::StdIo;
 use crate::progress::Reporter;
 use crate::resident::Resident;
 use crate::state::Tool;

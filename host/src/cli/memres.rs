@@ -9,11 +9,11 @@ use serde::Serialize;
 use super::args::{EngineArgs, MemresAction};
 use super::guest::{find_resident, start_resident};
 use super::settings::Settings;
-use crate::guest_options::{PortForward, PortProto};
 use crate::instance::{resolve_state, StateChoice};
 use crate::progress::Reporter;
 use crate::resident::Resident;
 use crate::state::{InstanceLock, LockWait, StateDir, StateError, StateLocation};
+use crate::vm::port_forward::{PortForward, PortProto};
 
 /// How long `stop --force` gives the guest to stop cleanly before killing it.
 const FORCE_GRACE: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@ mod host_engine;
 mod memres;
 mod oci;
 mod project;
+mod project_args;
 mod run_options;
 mod settings;
 mod vconfig;
@@ -21,9 +22,9 @@ mod vstorage;
 pub use crate::state::Tool;
 pub use arch_select::resolve_arch;
 pub use args::{EngineArgs, EngineCommand, MemresAction, PASSTHROUGH};
-pub use dispatch::{check_output, main_for};
+pub use dispatch::main_for;
+pub use execute::check_output;
 pub use project::vcontainer_main;
-pub use run_options::VolumeSpec;
 
 /// The async runtime of one CLI invocation (two workers: the CLI mostly waits on the guest).
 fn runtime(reporter: &crate::progress::Reporter) -> Option<tokio::runtime::Runtime> {

@@ -3,78 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use vcontainer_initramfs::Arch;
 
+use super::project_args::{ImageCommand, ProjectArgs, ProjectCommand};
 use crate::images::ensure_image;
 use crate::progress::Reporter;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "vcontainer",
-    version,
-    about = "vcontainer: container engines of other architectures in QEMU VMs"
-)]
-pub(super) struct ProjectArgs {
-    #[arg(short = 'v', long, global = true)]
-    verbose: bool,
-    #[arg(short = 'q', long, global = true)]
-    quiet: bool,
-    #[command(subcommand)]
-    command: ProjectCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum ProjectCommand {
-    /// Guest images (kernel, initramfs with the agent, engines rootfs).
-    Image {
-        #[command(subcommand)]
-        command: ImageCommand,
-    },
-    /// Measure boot, engine start, transfers and one-shot commands; prints a table.
-    Bench(crate::bench::BenchArgs),
-    /// Write man pages of vdkr, vpdmn and vcontainer (and their subcommands) into DIR.
-    Man {
-        #[arg(long, value_name = "DIR", default_value = "man")]
-        out: std::path::PathBuf,
-    },
-    /// Fill a target rootfs: BUNDLED_CONTAINERS and bundle packages imported on top of its
-    /// storage (one boot per engine), autostart units written, bundles consumed.
-    PopulateRootfs(crate::bundling::populate::Args),
-    /// Import many images in one boot per engine and write one storage tar per engine.
-    BatchImport(crate::bundling::batch::Args),
-    /// Parse (and with --deploy-dir resolve) a BUNDLED_CONTAINERS value; prints the entries.
-    Spec(crate::bundling::spec::Args),
-    /// Write autostart units (systemd for docker, Quadlet for podman) for BUNDLED_CONTAINERS.
-    Units(crate::bundling::units::Args),
-    /// Install an engine storage tar into a target root filesystem.
-    InstallStorage(crate::bundling::rootfs::Args),
-    /// Bundle packages: create or consume /usr/share/container-bundles.
-    Bundle(crate::bundling::bundle::Args),
-    /// OCI images from a root filesystem (single/multi-layer, base image, layer cache,
-    /// reproducible) and multi-arch indexes.
-    Oci(super::oci::Args),
-    /// Fetch a remote image by digest as an OCI layout for the target arch.
-    Fetch(crate::bundling::remote::Args),
-    /// Print a shell completion script (e.g. `vcontainer completions bash vdkr > /etc/bash_completion.d/vdkr`).
-    Completions {
-        shell: clap_complete::Shell,
-        #[arg(default_value = "vdkr", value_parser = clap::builder::PossibleValuesParser::new(super::docs::PROGRAMS))]
-        program: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ImageCommand {
-    /// Build (or reuse from the cache) the guest image for ARCH.
-    Build {
-        #[arg(short = 'a', long, value_name = "ARCH")]
-        arch: Vec<String>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 pub fn vcontainer_main() -> ExitCode {
     if let Some(code) = crate::vm::guard::run_if_guard() {

@@ -2,43 +2,18 @@
 //! host must act on: `-v HOST:CTR` bind mounts of host paths, `-i`, `-t`, and where the options
 //! end (the image or container). Everything else is passed on untouched.
 
-use std::path::PathBuf;
+use crate::volumes::VolumeSpec;
 
-use super::engine_cmd::StdIo;
-
-/// A `-v HOST:CTR[:MODE]` whose source is a host path (starts with `/` or `.`). Named volumes
-/// (`-v data:/x`) and anonymous ones (`-v /x`) stay engine arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeSpec {
-    pub host: PathBuf,
-    pub container: String,
-    /// `ro`, `rw`, `z`, … as given (None: rw).
-    pub mode: Option<String>,
-}
-
-impl VolumeSpec {
-    pub fn read_only(&self) -> bool {
-        self.mode
-            .as_deref()
-            .is_some_and(|m| m.split(',').any(|o| o == "ro"))
-    }
-
-    fn parse(spec: &str) -> Option<VolumeSpec> {
-        if !(spec.starts_with('/') || spec.starts_with('.')) {
-            return None;
-        }
-        let mut parts = spec.splitn(3, ':');
-        let host = parts.next()?;
-        let container = parts.next()?;
-        if host.is_empty() || container.is_empty() {
-            return None;
-        }
-        Some(VolumeSpec {
-            host: PathBuf::from(host),
-            container: container.to_string(),
-            mode: parts.next().map(str::to_string),
-        })
-    }
+/// How the command talks to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdIo {
+    /// Output only; stdin is /dev/null (the host's stdin is left alone).
+    #[default]
+    Output,
+    /// The host's stdin is forwarded (`-i`, `load` without `-i`, `login --password-stdin`).
+    Stdin,
+    /// A pseudo-terminal session (`-t`).
+    Tty,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

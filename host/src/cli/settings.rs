@@ -9,8 +9,9 @@ use vcontainer_initramfs::Arch;
 use super::arch_select::resolve_arch;
 use super::args::EngineArgs;
 use crate::config::Config;
-use crate::guest_options::{GuestOptions, RegistryOptions};
+use crate::guest_options::GuestOptions;
 use crate::instance::StateChoice;
+use crate::registry::RegistryOptions;
 use crate::state::Tool;
 
 /// Everything an invocation needs to know besides its command.

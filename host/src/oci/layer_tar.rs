@@ -9,38 +9,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::plan::{Entry, LayerPlan};
+use super::plan::{Entry, LayerPlan, OwnerPolicy};
 use super::tree::{Node, NodeKind, Tree};
 use super::xattrs::Xattr;
 use super::OciError;
-
-/// Who owns the files in the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OwnerPolicy {
-    /// Everything `0:0`, whatever the rootfs says: a lossy choice for a rootfs staged by an
-    /// unprivileged user without a root emulation. Only ever chosen explicitly.
-    Root,
-    /// The ids the rootfs has. The default: a rootfs staged and read under fakeroot or pseudo
-    /// (as Yocto's tasks run) shows its real owners, and a service user's files must stay its own.
-    #[default]
-    Preserve,
-}
-
-impl OwnerPolicy {
-    pub fn ids(self, uid: u32, gid: u32) -> (u32, u32) {
-        match self {
-            OwnerPolicy::Root => (0, 0),
-            OwnerPolicy::Preserve => (uid, gid),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OwnerPolicy::Root => "root",
-            OwnerPolicy::Preserve => "preserve",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct TarOptions {

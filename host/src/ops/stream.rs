@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use vcontainer_protocol::{AgentMsg, HostMsg, StreamDigest, DATA_CHUNK_LEN};
 
+use crate::host_tar::Limits;
 use crate::session::{ConnReader, ConnWriter, SessionError};
 
 /// Called with the running byte count of a stream.
@@ -34,6 +35,16 @@ impl ReceiveError {
 /// The most a guest may send for one output file. The guest is untrusted: without a cap a
 /// runaway or hostile agent could fill the host's disk. Storage cannot exceed the state disk.
 pub const MAX_RECEIVE_BYTES: u64 = crate::state::DEFAULT_STATE_DISK_SIZE + (1 << 30);
+
+/// An archive from the guest may be as large as what the state disk can hold.
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: MAX_RECEIVE_BYTES,
+            max_entries: 1_000_000,
+        }
+    }
+}
 
 /// Receives `Data` frames until `End`, verifies the digest, and only then puts the file at
 /// `dest`. Until then it is a [`super::partial::PartialOutput`]: any failure, even SIGKILL,

@@ -1,7 +1,7 @@
 //! Where an instance keeps its files: `~/.vdkr/<arch>/` (vpdmn: `~/.vpdmn/<arch>/`) by default,
 //! `~/.vdkr/<name>/` for `--instance NAME`, exactly `DIR` for `--state-dir DIR` — upstream's layout.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use vcontainer_initramfs::Arch;
@@ -221,25 +221,6 @@ fn absolute(dir: &Path) -> PathBuf {
 
 /// Instance names become one path component: no separators, no `.`/`..`, nothing a shell or a
 /// `ls` would trip over.
-/// Creates (or truncates) a state file only its owner can read: logs may hold engine output, and
-/// the state directory's 0700 is the first line, not the only one.
-pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // An older file keeps its mode on open: narrow it.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(f)
-}
-
-/// Narrows an existing path (a socket another process created) to 0600.
-pub fn make_private(path: &Path) -> std::io::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
 fn validate_instance_name(name: &str) -> Result<(), StateError> {
     let ok = !name.is_empty()
         && name.len() <= 64

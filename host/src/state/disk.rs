@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use tempfile::TempDir;
 
 use super::StateError;
-use crate::vm::backend::{find_in_path, is_executable};
+use crate::util::path_lookup::{find_in_path, is_executable};
 
 /// 16 GiB, sparse. Upstream wrote a fixed 2 GiB with dd: slow to create, 2 GiB of disk used by an
 /// empty instance, and full after a few real images (overlay2 keeps compressed layers plus their

@@ -52,7 +52,7 @@ pub struct InstanceRecord {
     pub guest_cid: Option<u32>,
     /// Host ports QEMU forwards into the VM (`memres start -p`).
     #[serde(default)]
-    pub ports: Vec<crate::guest_options::PortForward>,
+    pub ports: Vec<crate::vm::port_forward::PortForward>,
 }
 
 impl InstanceRecord {

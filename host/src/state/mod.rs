@@ -8,7 +8,7 @@ mod error;
 mod instance;
 mod lock;
 
-pub use dir::{create_private_file, make_private, StateDir, StateLocation, Tool};
+pub use dir::{StateDir, StateLocation, Tool};
 pub use disk::{find_mke2fs, EphemeralStateDisk, StateDisk, DEFAULT_STATE_DISK_SIZE};
 pub use error::StateError;
 pub use instance::{write_pid_file, InstanceRecord, ProcessRecord};

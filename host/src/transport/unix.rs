@@ -45,7 +45,7 @@ impl UnixControlListener {
         }
         let listener = UnixListener::bind(path)?;
         // Whoever connects here speaks for the guest: owner only.
-        crate::state::make_private(path)?;
+        crate::util::private::make_private(path)?;
         Ok(Self { listener })
     }
 }

@@ -3,13 +3,14 @@
 //! guest CID choice when that one is usable.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::VmError;
+use crate::util::path_lookup::{find_in_path, is_executable};
 
 const BACKEND_BINARY: &str = "vhost-device-vsock";
 
@@ -65,8 +66,8 @@ impl VsockBackend {
         for stale in [vhost_socket, uds_path] {
             remove_if_exists(stale)?;
         }
-        let log_file =
-            crate::state::create_private_file(log).map_err(|e| VmError::io("create", log, e))?;
+        let log_file = crate::util::private::create_private_file(log)
+            .map_err(|e| VmError::io("create", log, e))?;
         let log_err = log_file
             .try_clone()
             .map_err(|e| VmError::io("open", log, e))?;
@@ -108,7 +109,8 @@ impl VsockBackend {
                 // to them can talk to the guest agent. The state directory is 0700 already.
                 for s in [&self.vhost_socket, &self.uds_path] {
                     if s.exists() {
-                        crate::state::make_private(s).map_err(|e| VmError::io("chmod", s, e))?;
+                        crate::util::private::make_private(s)
+                            .map_err(|e| VmError::io("chmod", s, e))?;
                     }
                 }
                 return Ok(());
@@ -177,7 +179,7 @@ impl VsockBackend {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        super::running::file_tail(&self.log, lines)
+        crate::util::tail::file_tail(&self.log, lines)
     }
 }
 
@@ -229,19 +231,6 @@ fn random_u32() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-pub(crate) fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 fn remove_if_exists(path: &Path) -> Result<(), VmError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -249,18 +238,6 @@ fn remove_if_exists(path: &Path) -> Result<(), VmError> {
         }
         _ => Ok(()),
     }
-}
-
-/// The last `max` bytes of a file, for log tails that must not read a huge log whole.
-pub(crate) fn read_end(path: &Path, max: u64) -> Vec<u8> {
-    let Ok(mut file) = File::open(path) else {
-        return Vec::new();
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut buf = Vec::new();
-    let _ = file.take(max).read_to_end(&mut buf);
-    buf
 }
 
 #[cfg(test)]

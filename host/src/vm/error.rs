@@ -42,7 +42,7 @@ pub enum VmError {
 
     #[error("cannot forward host port {forward}: {source} (is another program or VM using host port {port}/{proto}? pick another with -p HOST:GUEST)", port = forward.host, proto = forward.proto)]
     PortUnavailable {
-        forward: crate::guest_options::PortForward,
+        forward: super::port_forward::PortForward,
         source: std::io::Error,
     },
 

@@ -64,8 +64,8 @@ impl Guard {
         log: &Path,
     ) -> Result<Guard, VmError> {
         let program = guard_program()?;
-        let log_file =
-            crate::state::create_private_file(log).map_err(|e| VmError::io("create", log, e))?;
+        let log_file = crate::util::private::create_private_file(log)
+            .map_err(|e| VmError::io("create", log, e))?;
         let mut cmd = Command::new(&program);
         cmd.arg0(GUARD_ARGV0)
             .arg("--qemu")
@@ -141,7 +141,7 @@ fn guard_program() -> Result<PathBuf, VmError> {
     if sibling.is_file() {
         return Ok(sibling);
     }
-    super::backend::find_in_path("vcontainer").ok_or(VmError::GuardMissing { exe })
+    crate::util::path_lookup::find_in_path("vcontainer").ok_or(VmError::GuardMissing { exe })
 }
 
 /// The guard's arguments.

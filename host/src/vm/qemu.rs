@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use vcontainer_initramfs::Arch;
 
+use super::port_forward::PortForward;
 use super::VmError;
-use crate::guest_options::PortForward;
 
 /// Linux's COMMAND_LINE_SIZE on x86_64 and arm64 is 2048 bytes including the terminating NUL; a longer
 /// command line is truncated silently by the boot code, so we refuse it instead.

@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::backend::{find_in_path, read_end, VsockBackend, DEFAULT_BACKEND_DEADLINE};
+use super::backend::{VsockBackend, DEFAULT_BACKEND_DEADLINE};
 use super::guard::Guard;
+use super::port_forward::{PortForward, PortProto};
 use super::qemu::{qemu_argv, qemu_binary, qemu_package, VmSpec, VsockDevice};
 use super::VmError;
-use crate::guest_options::{PortForward, PortProto};
+use crate::util::path_lookup::find_in_path;
+use crate::util::tail::file_tail;
 
 /// How long QEMU gets to exit on SIGTERM before SIGKILL. It exits in well under 100 ms when idle.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const EXIT_POLL: Duration = Duration::from_millis(10);
-/// Log tails read at most this much of the file.
-const TAIL_BYTES: u64 = 64 * 1024;
 
 /// Host-side files of one launch (the console log is in the [`VmSpec`]).
 #[derive(Debug, Clone)]
@@ -103,9 +103,9 @@ pub fn spawn_vm(spec: &VmSpec, files: &LaunchFiles) -> Result<RunningVm, VmError
 
     // Empty the console log now rather than when QEMU opens it, so that a console tail taken in
     // between never shows the previous boot's last words as this one's.
-    crate::state::create_private_file(&spec.console_log)
+    crate::util::private::create_private_file(&spec.console_log)
         .map_err(|e| VmError::io("create", &spec.console_log, e))?;
-    let log = crate::state::create_private_file(&files.qemu_log)
+    let log = crate::util::private::create_private_file(&files.qemu_log)
         .map_err(|e| VmError::io("create", &files.qemu_log, e))?;
     let log_err = log
         .try_clone()
@@ -249,79 +249,6 @@ impl Drop for RunningVm {
     }
 }
 
-/// The line a Linux kernel panic starts with.
-pub const KERNEL_PANIC: &str = "Kernel panic - not syncing";
-
-/// The last `lines` lines of a log file as clean text; empty if the file is missing.
-pub fn file_tail(path: &Path, lines: usize) -> String {
-    tail_text(&read_end(path, TAIL_BYTES), lines)
-}
-
-/// The last `lines` non-empty lines of `bytes` as lossy UTF-8, with terminal escape sequences and
-/// control characters removed: guest consoles carry colour codes, `\r\n` line ends and, after a
-/// crash, arbitrary bytes that must not reach the user's terminal.
-pub fn tail_text(bytes: &[u8], lines: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let clean = strip_escapes(&text);
-    let all: Vec<&str> = clean
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let tail = &all[all.len().saturating_sub(lines)..];
-    // A kernel panic's cause is its first line; the stack trace after it can push that line out
-    // of the tail (and QEMU may exit before the trace's end marker is written): keep it.
-    let panic = all
-        .iter()
-        .rev()
-        .find(|l| l.contains(KERNEL_PANIC))
-        .filter(|p| !tail.contains(p));
-    match panic {
-        Some(p) => format!("{p}\n...\n{}", tail.join("\n")),
-        None => tail.join("\n"),
-    }
-}
-
-fn strip_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // CSI sequence: ESC [ parameters… final byte in '@'..='~'.
-            '\u{1b}' if chars.peek() == Some(&'[') => {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            '\n' => out.push('\n'),
-            '\t' => out.push(' '),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod panic_line_tests {
-    use super::tail_text;
-
-    #[test]
-    fn a_kernel_panic_line_survives_a_long_trace() {
-        let mut text = String::from("boot\nKernel panic - not syncing: sysrq triggered crash\n");
-        for i in 0..50 {
-            text.push_str(&format!("trace line {i}\n"));
-        }
-        let tail = tail_text(text.as_bytes(), 10);
-        assert!(tail.starts_with("Kernel panic - not syncing"), "{tail}");
-        assert!(tail.ends_with("trace line 49"), "{tail}");
-        assert_eq!(tail_text(b"a\nb\n", 10), "a\nb");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,29 +264,5 @@ mod tests {
         assert!(err.contains(&format!("host port {port}/tcp")), "{err}");
         drop(taken);
         check_host_ports(&[forward]).expect("free again");
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines_and_strips_control_characters() {
-        let log = b"first\r\n\x1b[0;32mOK\x1b[0m second\r\nthird\x07 \xff bell\r\n\r\n";
-        assert_eq!(tail_text(log, 2), "OK second\nthird \u{fffd} bell");
-        assert_eq!(tail_text(log, 10), "first\nOK second\nthird \u{fffd} bell");
-        assert_eq!(tail_text(b"", 3), "");
-        assert_eq!(tail_text(b"x", 0), "");
-    }
-
-    #[test]
-    fn missing_file_has_an_empty_tail() {
-        assert_eq!(file_tail(Path::new("/nonexistent/console.log"), 5), "");
-    }
-
-    #[test]
-    fn tail_reads_only_the_end_of_big_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("console.log");
-        let mut big = "noise\n".repeat(100_000);
-        big.push_str("the end\n");
-        std::fs::write(&path, big).expect("write");
-        assert_eq!(file_tail(&path, 2), "noise\nthe end");
     }
 }
