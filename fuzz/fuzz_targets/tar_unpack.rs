@@ -1,4 +1,4 @@
-//! Fuzzes `vcontainer::host_tar::unpack_safely` with tar streams as a hostile guest could send
+//! Fuzzes `vcontainer::util::host_tar::unpack_safely` with tar streams as a hostile guest could send
 //! them (`copy_out`, `get_tar`, storage export). Asserts that nothing is ever written outside the
 //! destination — not through pre-planted symlinks to a sibling directory (absolute or relative),
 //! not by hard links to files outside — that no set-id bit, device or fifo appears, that the
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vcontainer::host_tar::{pack_to, unpack_safely, Limits};
+use vcontainer::util::host_tar::{pack_to, unpack_safely, Limits};
 use vcontainer_fuzz::Scratch;
 
 const CANARY: &[u8] = b"outside: must never change";

@@ -8,11 +8,16 @@ fn main() -> Result<()> {
     let [arch, suite, dest, packages @ ..] = args.as_slice() else {
         anyhow::bail!("usage: debian_rootfs ARCH SUITE DEST PACKAGE...");
     };
-    let cache = vcontainer::images::cache_dir()?;
+    let cache = vcontainer::guest::boot_image::cache_dir()?;
     let pkgs: Vec<&str> = packages.iter().map(String::as_str).collect();
-    let bytes =
-        vcontainer::fixture::debian_rootfs(arch.parse()?, &cache, suite, &pkgs, dest.as_ref())
-            .context("building the rootfs")?;
+    let bytes = vcontainer::bench::fixture::debian_rootfs(
+        arch.parse()?,
+        &cache,
+        suite,
+        &pkgs,
+        dest.as_ref(),
+    )
+    .context("building the rootfs")?;
     println!(
         "{dest}: {} packages, {:.1} MB",
         pkgs.len(),

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use vcontainer::host_cli::{docker_cli, run_host_docker};
-use vcontainer::progress::Reporter;
-use vcontainer::resident::Resident;
+use vcontainer::engine::host_cli::{docker_cli, run_host_docker};
+use vcontainer::guest::resident::Resident;
 use vcontainer::state::{StateDir, StateLocation, Tool};
 use vcontainer::transport::{HybridVsock, KernelVsock, Transport};
+use vcontainer::util::progress::Reporter;
 use vcontainer_initramfs::Arch;
 
 #[tokio::main]

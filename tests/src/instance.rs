@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
+use vcontainer::bench::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
 
 use crate::vm::{busybox_for, cache_dir, run_command, tool_command, ResidentGuard, Run};
@@ -205,7 +205,7 @@ impl Instance {
     pub fn big_layout(&self, name: &str, mib: usize) -> PathBuf {
         let dir = self.path(name);
         if !dir.exists() {
-            let data = vcontainer::fixture::pseudo_random(mib << 20);
+            let data = vcontainer::bench::fixture::pseudo_random(mib << 20);
             write_layout_with_files(
                 &dir,
                 self.arch.oci(),

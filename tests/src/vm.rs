@@ -26,7 +26,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// A static busybox for `arch` (from Debian's busybox-static), cached beside the images.
 pub fn busybox_for(arch: vcontainer_initramfs::Arch) -> PathBuf {
-    vcontainer::fixture::busybox_for(arch, &cache_dir()).expect("fetching busybox-static")
+    vcontainer::bench::fixture::busybox_for(arch, &cache_dir()).expect("fetching busybox-static")
 }
 
 /// A path as `&str`, for argv.

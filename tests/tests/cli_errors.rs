@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{bin_dir, cache_dir, run_command, run_tool, tool_command, Run};
 

@@ -51,8 +51,14 @@ fn fixture() -> &'static Path {
         let dir = base.join(std::process::id().to_string());
         let _ = fs::remove_dir_all(&dir);
         let r = dir.join("rootfs");
-        vcontainer::fixture::debian_rootfs(Arch::Aarch64, &cache_dir(), "trixie", PACKAGES, &r)
-            .expect("making the Debian fixture rootfs (needs dpkg-deb and the trixie .debs)");
+        vcontainer::bench::fixture::debian_rootfs(
+            Arch::Aarch64,
+            &cache_dir(),
+            "trixie",
+            PACKAGES,
+            &r,
+        )
+        .expect("making the Debian fixture rootfs (needs dpkg-deb and the trixie .debs)");
         write(&r, "etc/app.conf", b"key=value\n", 0o644);
         write(&r, "opt/app/a", b"alpha\n", 0o644);
         write(&r, "opt/app/b", b"bravo\n", 0o600);

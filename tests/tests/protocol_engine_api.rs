@@ -347,16 +347,16 @@ async fn agent_gone_is_an_http_error_for_the_client() {
 #[tokio::test]
 async fn real_docker_cli_works_through_the_proxy() {
     let arch = vcontainer_initramfs::Arch::host().expect("a supported host arch");
-    let reporter = vcontainer::progress::Reporter::new("test", true, false);
-    let mut cli = vcontainer::host_cli::docker_cli(arch, &reporter)
+    let reporter = vcontainer::util::progress::Reporter::new("test", true, false);
+    let mut cli = vcontainer::engine::host_cli::docker_cli(arch, &reporter)
         .await
         .expect("cache dir");
     if cli.is_none() {
         // The version comes from the guest image's packages: build it (cached afterwards).
-        vcontainer::images::ensure_image(arch, &reporter)
+        vcontainer::guest::boot_image::ensure_image(arch, &reporter)
             .await
             .expect("guest image");
-        cli = vcontainer::host_cli::docker_cli(arch, &reporter)
+        cli = vcontainer::engine::host_cli::docker_cli(arch, &reporter)
             .await
             .expect("cache dir");
     }
@@ -403,7 +403,7 @@ async fn real_docker_cli_works_through_the_proxy() {
 
     // run_host_docker: the exit code comes back; a failing command is non-zero.
     let t = transport(&agent);
-    let ok = vcontainer::host_cli::run_host_docker(
+    let ok = vcontainer::engine::host_cli::run_host_docker(
         Arc::clone(&t),
         &cli,
         &[
@@ -416,7 +416,7 @@ async fn real_docker_cli_works_through_the_proxy() {
     .await
     .expect("run");
     assert_eq!(ok, 0);
-    let failed = vcontainer::host_cli::run_host_docker(
+    let failed = vcontainer::engine::host_cli::run_host_docker(
         t,
         &cli,
         &["image".into(), "inspect".into(), "nothing-here".into()],

@@ -218,7 +218,7 @@ async fn an_agent_that_hangs_up_mid_import_is_named_as_the_cause() {
     std::fs::create_dir(&layout).expect("mkdir");
     std::fs::write(
         layout.join("blob"),
-        vcontainer::fixture::pseudo_random(16 << 20),
+        vcontainer::bench::fixture::pseudo_random(16 << 20),
     )
     .expect("write");
     let t = fake_agent(dir.path(), |mut s| async move {

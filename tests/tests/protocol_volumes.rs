@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use common::HostAgent;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
+use vcontainer::engine::volumes::VolumeSpec;
+use vcontainer::engine::volumes::{stage_in, VolumeError};
 use vcontainer::ops::{exec, ExecIo};
 use vcontainer::transport::{Transport, UnixTransport};
-use vcontainer::volumes::VolumeSpec;
-use vcontainer::volumes::{stage_in, VolumeError};
 use vcontainer_protocol::{
     encode_frame, read_frame_async, AgentMsg, EngineKind, ExecRequest, ExitStatus, Hello, HostMsg,
     Request, StreamDigest, PROTOCOL_VERSION,

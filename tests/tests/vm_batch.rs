@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use vcontainer::fixture::{write_busybox_layout, write_layout_with_files};
+use vcontainer::bench::fixture::{write_busybox_layout, write_layout_with_files};
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{busybox_for, cache_dir, run_command, run_tool, s, tool_command, Run};
 

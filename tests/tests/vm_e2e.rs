@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{busybox_for, run_tool, tar_file, tar_names};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::instance::{assert_only, process_gone, wait_until, Instance};
 use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, s, tool_command, Run};
@@ -272,7 +272,7 @@ fn corrupt_layer_keep_digest(layout: &Path) {
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(blobs.join(&manifest_hex)).expect("manifest"))
             .expect("manifest json");
-    let garbage = vcontainer::fixture::pseudo_random(64 << 10);
+    let garbage = vcontainer::bench::fixture::pseudo_random(64 << 10);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&garbage)));
     std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), &garbage).expect("write");
     // A config of its own (diff_ids naming the garbage), so the engine cannot take it for the
@@ -321,7 +321,7 @@ fn aarch64_docker_guest_faults() {
 /// A valid OCI archive (.tar of a layout) for x86_64; nothing boots, so the binary is fake.
 fn oci_archive(dir: &Path) -> PathBuf {
     let fake = dir.join("busybox");
-    std::fs::write(&fake, vcontainer::fixture::pseudo_random(256 << 10)).expect("write");
+    std::fs::write(&fake, vcontainer::bench::fixture::pseudo_random(256 << 10)).expect("write");
     let layout = dir.join("layout");
     write_busybox_layout(&layout, "amd64", &fake, "1.0").expect("layout");
     let tar_path = dir.join("archive.tar");

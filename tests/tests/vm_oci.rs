@@ -30,7 +30,7 @@ fn blob(layout: &Path, digest: &str) -> serde_json::Value {
 /// The Debian rootfs and, built from it by the real CLI, the OCI layout `app` tagged 1.0.
 fn build_image(work: &Path, home: &Path) -> PathBuf {
     let rootfs = work.join("rootfs");
-    vcontainer::fixture::debian_rootfs(ARCH, &cache_dir(), "trixie", &PACKAGES, &rootfs)
+    vcontainer::bench::fixture::debian_rootfs(ARCH, &cache_dir(), "trixie", &PACKAGES, &rootfs)
         .expect("building the Debian rootfs fixture");
     fs::write(rootfs.join("etc/app.conf"), format!("{APP_CONF}\n")).expect("app.conf");
 

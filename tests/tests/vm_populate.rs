@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{busybox_for, cache_dir, run_command, run_tool, s, tool_command, Run};
 

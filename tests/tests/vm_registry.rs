@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vcontainer::fixture::write_layout_with_files;
+use vcontainer::bench::fixture::write_layout_with_files;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::registry::{free_port, http_get, Registry};
 use vcontainer_tests::vm::{busybox_for, run_tool, Run};

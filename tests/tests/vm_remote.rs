@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::registry::Registry;
 use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, Run};

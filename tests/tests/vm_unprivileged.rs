@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use vcontainer::fixture::write_busybox_layout;
+use vcontainer::bench::fixture::write_busybox_layout;
 use vcontainer_initramfs::Arch;
 use vcontainer_tests::vm::{bin_dir, busybox_for, cache_dir, run_command, run_tool, tar_file};
 

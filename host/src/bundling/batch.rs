@@ -16,14 +16,14 @@ use std::time::Instant;
 
 use vcontainer_initramfs::Arch;
 
-use crate::guest_options::GuestOptions;
-use crate::images::{ensure_image, GuestImage, ImageError};
-use crate::import_source::{detect, unpack_oci_archive, ImportSource};
-use crate::instance::{Instance, InstanceConfig, InstanceError, StateChoice};
+use crate::engine::import_source::{detect, unpack_oci_archive, ImportSource};
+use crate::guest::boot_image::{ensure_image, GuestImage, ImageError};
+use crate::guest::instance::{Instance, InstanceConfig, InstanceError, StateChoice};
+use crate::guest::options::GuestOptions;
 use crate::ops::oci_platform::{import_selected, select_platform, PlatformSelection};
 use crate::ops::{self, OpError};
-use crate::progress::Reporter;
 use crate::state::Tool;
+use crate::util::progress::Reporter;
 
 /// Command-line arguments of `vcontainer batch-import`.
 #[derive(Debug, Clone, clap::Args)]
@@ -734,7 +734,7 @@ mod tests {
         let bb = dir.join("busybox");
         std::fs::write(&bb, b"\x7fELF fake").expect("write");
         let root = dir.join(name);
-        crate::fixture::write_busybox_layout(&root, oci_arch, &bb, "1.0").expect("layout");
+        crate::bench::fixture::write_busybox_layout(&root, oci_arch, &bb, "1.0").expect("layout");
         root
     }
 

@@ -91,7 +91,7 @@ pub struct CreateArgs {
     pub service_file: Vec<String>,
 }
 
-pub async fn run(args: Args, reporter: &crate::progress::Reporter) -> Result<()> {
+pub async fn run(args: Args, reporter: &crate::util::progress::Reporter) -> Result<()> {
     match args.command {
         BundleCommand::Create(a) => {
             let entries = parse_bundle_spec(&a.spec)?;

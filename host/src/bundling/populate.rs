@@ -19,7 +19,7 @@ use super::bundle::{self, BundleEntry};
 use super::rootfs::{self, InstallOptions};
 use super::spec::{self, BundledContainer, ResolvedContainer, Runtime, SpecInput};
 use super::units;
-use crate::progress::Reporter;
+use crate::util::progress::Reporter;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -27,12 +27,12 @@ use sha2::{Digest, Sha256};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
-use crate::guest_options::GuestOptions;
-use crate::images::ensure_image;
-use crate::instance::{Instance, InstanceConfig, StateChoice};
+use crate::guest::boot_image::ensure_image;
+use crate::guest::instance::{Instance, InstanceConfig, StateChoice};
+use crate::guest::options::GuestOptions;
 use crate::ops::{self, ExecIo};
-use crate::progress::Reporter;
 use crate::transport::Transport;
+use crate::util::progress::Reporter;
 
 /// Command-line arguments of `vcontainer fetch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -525,10 +525,10 @@ pub async fn fetch_in_guest(
     let unpacked = staging.path().join("u");
     std::fs::create_dir(&unpacked).context("staging")?;
     let tar_file = std::fs::File::open(&tar_path).context("opening the layout tar")?;
-    crate::host_tar::unpack_safely(
+    crate::util::host_tar::unpack_safely(
         std::io::BufReader::new(tar_file),
         &unpacked,
-        &crate::host_tar::Limits::default(),
+        &crate::util::host_tar::Limits::default(),
     )
     .with_context(|| format!("unpacking the layout of {image}"))?;
     let layout_dir = unpacked.join("layout");

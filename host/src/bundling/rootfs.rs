@@ -55,7 +55,7 @@ pub struct Args {
     pub storage: PathBuf,
 }
 
-pub async fn run(args: Args, reporter: &crate::progress::Reporter) -> Result<()> {
+pub async fn run(args: Args, reporter: &crate::util::progress::Reporter) -> Result<()> {
     let opts = InstallOptions {
         replace: args.replace,
     };

@@ -635,7 +635,7 @@ struct SpecReport<'a> {
     image: Option<String>,
 }
 
-pub async fn run(args: Args, _reporter: &crate::progress::Reporter) -> anyhow::Result<()> {
+pub async fn run(args: Args, _reporter: &crate::util::progress::Reporter) -> anyhow::Result<()> {
     let containers = args.input.parse()?;
     let resolved = match &args.deploy_dir {
         Some(d) => Some(resolve_all(&containers, d)?),

@@ -523,7 +523,7 @@ struct UnitReport {
     files: Vec<PathBuf>,
 }
 
-pub async fn run(args: Args, reporter: &crate::progress::Reporter) -> anyhow::Result<()> {
+pub async fn run(args: Args, reporter: &crate::util::progress::Reporter) -> anyhow::Result<()> {
     let containers = args.input.parse()?;
     let mut custom: HashMap<String, PathBuf> = HashMap::new();
     for (name, path) in &args.service_files {

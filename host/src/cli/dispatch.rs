@@ -14,8 +14,8 @@ use super::engine_cmd::{self, EnginePlan};
 use super::execute::{execute, Action};
 use super::guest::{acquire, BootOnly, Guest};
 use super::settings::{ProcessEnv, Settings};
-use crate::progress::Reporter;
 use crate::state::Tool;
+use crate::util::progress::Reporter;
 
 /// Entry point of the `vdkr` and `vpdmn` binaries.
 pub fn main_for(default_tool: Tool) -> ExitCode {

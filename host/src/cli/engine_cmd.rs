@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::run_options::{split_run_args, RunArgs, StdIo};
+use crate::engine::volumes::VolumeSpec;
 use crate::state::Tool;
-use crate::volumes::VolumeSpec;
 
 /// One engine command, ready to execute.
 #[derive(Debug, Clone, PartialEq, Eq)]

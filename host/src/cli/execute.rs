@@ -10,8 +10,8 @@ use vcontainer_protocol::{ExecRequest, ExitStatus};
 use super::engine_cmd::EnginePlan;
 use super::run_options::StdIo;
 use crate::ops::{self, ExecIo};
-use crate::progress::Reporter;
 use crate::transport::Transport;
+use crate::util::progress::Reporter;
 
 /// What to do in the guest.
 pub enum Action {
@@ -186,7 +186,7 @@ async fn engine(transport: &dyn Transport, plan: &EnginePlan, reporter: &Reporte
             if volumes.is_empty() {
                 return exec_with(transport, engine_req(argv), *io).await;
             }
-            let staged = crate::volumes::stage(transport, volumes)
+            let staged = crate::engine::volumes::stage(transport, volumes)
                 .await
                 .context("staging the volumes in the guest")?;
             let mut full = argv[..2].to_vec();
@@ -303,12 +303,12 @@ async fn vimport(
     reference: &str,
     reporter: &Reporter,
 ) -> Result<i32> {
-    let detected = crate::import_source::detect(source)
+    let detected = crate::engine::import_source::detect(source)
         .with_context(|| format!("cannot import {}", source.display()))?;
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let bar = reporter.bytes_bar(&format!("sending {}", source.display()), None);
-    let status = crate::import_source::vimport(
+    let status = crate::engine::import_source::vimport(
         transport,
         engine_cli,
         &detected,

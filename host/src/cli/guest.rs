@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::settings::Settings;
-use crate::guest_options::GuestOptions;
-use crate::images::ensure_image;
-use crate::instance::{resolve_state, Instance, InstanceConfig, StateChoice};
+use crate::guest::boot_image::ensure_image;
+use crate::guest::instance::{resolve_state, Instance, InstanceConfig, StateChoice};
+use crate::guest::options::GuestOptions;
+use crate::guest::resident::Resident;
 use crate::ops::{OpError, ReceiveError};
-use crate::progress::Reporter;
-use crate::resident::Resident;
 use crate::session::SessionError;
 use crate::transport::Transport;
+use crate::util::progress::Reporter;
 use crate::util::tail::KERNEL_PANIC;
 
 /// A guest ready for operations.

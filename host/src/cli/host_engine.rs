@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 
 use super::engine_cmd::EnginePlan;
 use super::run_options::StdIo;
-use crate::progress::Reporter;
-use crate::resident::Resident;
+use crate::guest::resident::Resident;
 use crate::state::Tool;
+use crate::util::progress::Reporter;
 
 /// Engine commands whose result is the same whichever side's CLI runs them.
 const SAME_ON_BOTH_SIDES: &[&str] = &[
@@ -94,7 +94,7 @@ pub async fn run(resident: &Resident, args: &[String], reporter: &Reporter) -> R
         return Ok(None);
     }
     drop(conn);
-    let Some(cli) = crate::host_cli::docker_cli(arch, reporter).await? else {
+    let Some(cli) = crate::engine::host_cli::docker_cli(arch, reporter).await? else {
         return Ok(None);
     };
     let config = resident.state.root().join("docker-config");
@@ -103,9 +103,10 @@ pub async fn run(resident: &Resident, args: &[String], reporter: &Reporter) -> R
         "running {} on the host against the guest's dockerd",
         cli.display()
     ));
-    let code = crate::host_cli::run_host_docker(resident.shared_transport(), &cli, args, &config)
-        .await
-        .context("running the host docker CLI against the guest")?;
+    let code =
+        crate::engine::host_cli::run_host_docker(resident.shared_transport(), &cli, args, &config)
+            .await
+            .context("running the host docker CLI against the guest")?;
     Ok(Some(code))
 }
 

@@ -9,10 +9,10 @@ use serde::Serialize;
 use super::args::{EngineArgs, MemresAction};
 use super::guest::{find_resident, start_resident};
 use super::settings::Settings;
-use crate::instance::{resolve_state, StateChoice};
-use crate::progress::Reporter;
-use crate::resident::Resident;
+use crate::guest::instance::{resolve_state, StateChoice};
+use crate::guest::resident::Resident;
 use crate::state::{InstanceLock, LockWait, StateDir, StateError, StateLocation};
+use crate::util::progress::Reporter;
 use crate::vm::port_forward::{PortForward, PortProto};
 
 /// How long `stop --force` gives the guest to stop cleanly before killing it.
@@ -115,14 +115,14 @@ async fn stop_orphans(settings: &Settings, reporter: &Reporter) -> Result<usize>
     } else {
         None
     };
-    let orphans = crate::resident::find_orphans(&dir);
+    let orphans = crate::guest::resident::find_orphans(&dir);
     for o in &orphans {
         reporter.notice(format!(
             "stopping the unowned VM of {} (QEMU pid {})",
             dir.root().display(),
             o.qemu_pid
         ));
-        crate::resident::stop_orphan(&dir, o).await;
+        crate::guest::resident::stop_orphan(&dir, o).await;
     }
     Ok(orphans.len())
 }
@@ -279,7 +279,7 @@ fn list(settings: &Settings, json: bool) -> Result<i32> {
     rows.sort_by(|a, b| a.instance.cmp(&b.instance));
     // Upstream's list also looked for orphaned QEMUs: VMs still running whose state directory or
     // record is gone. They are found by command line, whichever tool and base they belong to.
-    let orphans = crate::resident::unowned_vms();
+    let orphans = crate::guest::resident::unowned_vms();
     for o in &orphans {
         rows.push(ListEntry {
             instance: o

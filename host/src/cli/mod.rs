@@ -3,6 +3,7 @@
 
 mod arch_select;
 mod args;
+pub mod config;
 mod dispatch;
 mod docs;
 mod engine_cmd;
@@ -27,7 +28,7 @@ pub use execute::check_output;
 pub use project::vcontainer_main;
 
 /// The async runtime of one CLI invocation (two workers: the CLI mostly waits on the guest).
-fn runtime(reporter: &crate::progress::Reporter) -> Option<tokio::runtime::Runtime> {
+fn runtime(reporter: &crate::util::progress::Reporter) -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -10,7 +10,7 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use crate::oci::image_config::{parse_key_value, AutoLabel, ImageSettings};
 use crate::oci::layer_spec::{parse_entry, parse_layers};
 use crate::oci::{self, build::CacheUse, BuildRequest, Compression, OwnerPolicy};
-use crate::progress::Reporter;
+use crate::util::progress::Reporter;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -25,7 +25,7 @@ enum OciCommand {
     /// Assemble per-arch layouts into one multi-arch layout (a nested image index).
     Index(IndexArgs),
     /// Measure the builder on a ~200 MB Debian rootfs against umoci; prints a table.
-    Bench(crate::bench_oci::OciBenchArgs),
+    Bench(crate::bench::oci::OciBenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -274,7 +274,7 @@ fn request(a: &BuildArgs) -> Result<BuildRequest> {
     } else {
         Some(match &a.cache_dir {
             Some(d) => d.clone(),
-            None => crate::images::cache_dir()?.join("oci-layers"),
+            None => crate::guest::boot_image::cache_dir()?.join("oci-layers"),
         })
     };
     if let Some(b) = &a.base {
@@ -387,7 +387,7 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
             }
             Ok(())
         }
-        OciCommand::Bench(a) => crate::bench_oci::run_bench(a, reporter).await,
+        OciCommand::Bench(a) => crate::bench::oci::run_bench(a, reporter).await,
         OciCommand::Index(a) => {
             check_tag(&a.tag)?;
             let platforms = tokio::task::spawn_blocking(move || {

@@ -7,8 +7,8 @@ use clap::Parser;
 use vcontainer_initramfs::Arch;
 
 use super::project_args::{ImageCommand, ProjectArgs, ProjectCommand};
-use crate::images::ensure_image;
-use crate::progress::Reporter;
+use crate::guest::boot_image::ensure_image;
+use crate::util::progress::Reporter;
 
 pub fn vcontainer_main() -> ExitCode {
     if let Some(code) = crate::vm::guard::run_if_guard() {

@@ -2,7 +2,7 @@
 //! host must act on: `-v HOST:CTR` bind mounts of host paths, `-i`, `-t`, and where the options
 //! end (the image or container). Everything else is passed on untouched.
 
-use crate::volumes::VolumeSpec;
+use crate::engine::volumes::VolumeSpec;
 
 /// How the command talks to the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -8,10 +8,10 @@ use vcontainer_initramfs::Arch;
 
 use super::arch_select::resolve_arch;
 use super::args::EngineArgs;
-use crate::config::Config;
-use crate::guest_options::GuestOptions;
-use crate::instance::StateChoice;
-use crate::registry::RegistryOptions;
+use crate::cli::config::Config;
+use crate::guest::instance::StateChoice;
+use crate::guest::options::GuestOptions;
+use crate::guest::registry::RegistryOptions;
 use crate::state::Tool;
 
 /// Everything an invocation needs to know besides its command.
@@ -116,7 +116,7 @@ impl Settings {
                 .clone()
                 .or_else(|| var("CONFIG").map(PathBuf::from)),
             credentials: match (&args.registry_user, &args.registry_pass) {
-                (Some(user), Some(password)) => Some(crate::registry::Credentials {
+                (Some(user), Some(password)) => Some(crate::guest::registry::Credentials {
                     user: user.clone(),
                     password: password.clone(),
                 }),

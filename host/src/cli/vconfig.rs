@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Result};
 
 use super::settings::Settings;
-use crate::config::{key, KEYS};
+use crate::cli::config::{key, KEYS};
 
 pub fn vconfig(
     settings: &Settings,

@@ -8,10 +8,10 @@ use serde::Serialize;
 use super::args::VstorageAction;
 use super::memres::remove_state_dir;
 use super::settings::Settings;
-use crate::instance::{resolve_state, StateChoice};
-use crate::progress::Reporter;
-use crate::resident::Resident;
+use crate::guest::instance::{resolve_state, StateChoice};
+use crate::guest::resident::Resident;
 use crate::state::{StateDir, StateLocation};
+use crate::util::progress::Reporter;
 
 pub async fn vstorage(
     settings: &Settings,
@@ -143,7 +143,7 @@ fn listed_dirs(settings: &Settings) -> Result<Vec<StateDir>> {
 
 fn list(settings: &Settings, json: bool, df: bool) -> Result<i32> {
     let mut entries = Vec::new();
-    let unowned = crate::resident::unowned_vms();
+    let unowned = crate::guest::resident::unowned_vms();
     for dir in listed_dirs(settings)? {
         let status = match Resident::find(&dir)? {
             Some(r) => format!("memres running (QEMU pid {})", r.record.qemu.pid),

@@ -14,8 +14,8 @@ use vcontainer_protocol::{ExecRequest, ExitStatus};
 
 use super::exec::{exec, ExecIo};
 use super::OpError;
-use crate::host_tar::{pack_stream, unpack_sink, Limits};
 use crate::transport::Transport;
+use crate::util::host_tar::{pack_stream, unpack_sink, Limits};
 
 fn host_error(path: &Path, kind: io::ErrorKind, what: &str) -> OpError {
     OpError::Io {

@@ -16,8 +16,8 @@ use vcontainer_protocol::{AgentMsg, ExecRequest, ExitStatus, HostMsg, Request, W
 use super::exec::write_chunk;
 use super::OpError;
 use crate::session::{AgentConn, SessionError};
-use crate::terminal::{is_terminal, window_size, RawMode, DEFAULT_WINDOW_SIZE};
 use crate::transport::Transport;
+use crate::util::terminal::{is_terminal, window_size, RawMode, DEFAULT_WINDOW_SIZE};
 
 /// Keystrokes are forwarded as they are read; a chunk is at most this long.
 const INPUT_CHUNK: usize = 16 * 1024;

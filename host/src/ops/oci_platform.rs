@@ -504,7 +504,7 @@ async fn finish_import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::write_busybox_layout;
+    use crate::bench::fixture::write_busybox_layout;
     use sha2::{Digest as _, Sha256};
     use std::fs;
 

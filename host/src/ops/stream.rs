@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use vcontainer_protocol::{AgentMsg, HostMsg, StreamDigest, DATA_CHUNK_LEN};
 
-use crate::host_tar::Limits;
 use crate::session::{ConnReader, ConnWriter, SessionError};
+use crate::util::host_tar::Limits;
 
 /// Called with the running byte count of a stream.
 pub type StreamProgress<'a> = &'a mut (dyn FnMut(u64) + Send);

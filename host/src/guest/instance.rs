@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{AgentMsg, BootConfig, Hello, HostMsg, ReadyInfo, CONTROL_PORT};
 
-use crate::images::GuestImage;
+use crate::guest::boot_image::GuestImage;
 use crate::ops;
-use crate::progress::Reporter;
 use crate::session::{AgentConn, ConnReader, ConnWriter, SessionError};
 use crate::state::{
     InstanceLock, LockWait, StateDir, StateDisk, StateError, StateLocation, Tool,
@@ -20,6 +19,7 @@ use crate::transport::{
     ControlListener, HybridControlListener, HybridVsock, KernelControlListener, KernelVsock,
     Transport,
 };
+use crate::util::progress::Reporter;
 use crate::vm::{self, choose_accel, spawn_vm, Machine, RunningVm, VmError, VmSpec, VsockDevice};
 
 /// From QEMU start to the agent's dial-in. Measured under TCG: 3–6 s; generous for loaded hosts.
@@ -50,7 +50,7 @@ pub struct InstanceConfig {
     pub input_storage: Option<PathBuf>,
     pub no_kvm: bool,
     /// Network, registries, port forwards, idle timeout.
-    pub guest: crate::guest_options::GuestOptions,
+    pub guest: crate::guest::options::GuestOptions,
 }
 
 /// The state directory a choice names (a fresh temporary one for stateless runs, deleted when
@@ -131,7 +131,7 @@ pub enum InstanceError {
     #[error("seeding the engine storage from {path} failed: {source}")]
     Seed { path: PathBuf, source: ops::OpError },
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::guest::registry::RegistryError),
     #[error("installing the registry auth file in the guest failed: {0}")]
     Auth(ops::OpError),
 }
@@ -162,7 +162,7 @@ impl Instance {
         reporter: &Reporter,
     ) -> Result<Instance, InstanceError> {
         // Registry files (CA, auth) are checked before anything boots.
-        let registry = crate::registry::prepare(&config.guest.registry)?;
+        let registry = crate::guest::registry::prepare(&config.guest.registry)?;
         for warning in &registry.warnings {
             reporter.notice(format!("warning: {warning}"));
         }
@@ -171,16 +171,16 @@ impl Instance {
         let lock = InstanceLock::acquire(&state, LockWait::Wait(None), |msg| reporter.notice(msg))?;
         // A memory-resident VM may have started while we waited for the lock; booting a second
         // VM on its state disk would corrupt it.
-        if let Some(r) = crate::resident::Resident::find(&state)? {
+        if let Some(r) = crate::guest::resident::Resident::find(&state)? {
             return Err(InstanceError::ResidentRunning {
                 dir: state.root().to_path_buf(),
                 pid: r.record.qemu.pid,
             });
         }
         // We hold the lock and no record runs: a VM still on this state disk is owned by nobody.
-        for orphan in crate::resident::find_orphans(&state) {
+        for orphan in crate::guest::resident::find_orphans(&state) {
             reporter.notice(orphan_notice(&state, &orphan));
-            crate::resident::stop_orphan(&state, &orphan).await;
+            crate::guest::resident::stop_orphan(&state, &orphan).await;
         }
         let disk = StateDisk::open_or_create(&state.state_disk(), DEFAULT_STATE_DISK_SIZE)?;
 
@@ -438,7 +438,7 @@ fn disk_in_use(disk: &std::path::Path, qemu_log: String) -> InstanceError {
 }
 
 /// The one line said before an unowned VM of the state directory is stopped.
-fn orphan_notice(state: &StateDir, orphan: &crate::resident::Orphan) -> String {
+fn orphan_notice(state: &StateDir, orphan: &crate::guest::resident::Orphan) -> String {
     match (orphan.qemu_pid, orphan.backend_pid) {
         (0, Some(b)) => format!(
             "stopping a vsock backend (pid {b}) left behind without its VM on {}",
@@ -517,7 +517,7 @@ async fn wait_for_agent(
 async fn configure(
     mut conn: AgentConn,
     config: &InstanceConfig,
-    registry: &crate::registry::PreparedRegistry,
+    registry: &crate::guest::registry::PreparedRegistry,
     transport: &dyn Transport,
     vm: &RunningVm,
     reporter: &Reporter,

@@ -10,7 +10,7 @@
 //! * anything created or changed on the host meanwhile and not changed by the container is left
 //!   alone; nothing outside the mount path is touched (a file volume's replacement is written next
 //!   to it and renamed over it), nothing is written through a host symlink;
-//! * the archive from the guest is unpacked with [`crate::host_tar::unpack_safely`] first.
+//! * the archive from the guest is unpacked with [`crate::util::host_tar::unpack_safely`] first.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -24,10 +24,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use vcontainer_protocol::{AgentMsg, ExecRequest, HostMsg, Request, StreamDigest, DATA_CHUNK_LEN};
 
-use crate::host_tar::{pack_stream, unpack_sink, Limits, TarError};
 use crate::ops::{exec, ExecIo, OpError, MAX_RECEIVE_BYTES};
 use crate::session::{AgentConn, SessionError};
 use crate::transport::Transport;
+use crate::util::host_tar::{pack_stream, unpack_sink, Limits, TarError};
 
 /// A `-v HOST:CTR[:MODE]` whose source is a host path (starts with `/` or `.`). Named volumes
 /// (`-v data:/x`) and anonymous ones (`-v /x`) stay engine arguments.
@@ -867,9 +867,10 @@ mod tests {
         write(&host.join("sub/gone"), b"g");
         let manifest = snapshot_dir(&host).expect("snapshot");
         let guest = d.path().join("guest");
-        let tar = crate::host_tar::pack_to(&host, Path::new("."), false, Vec::new()).expect("pack");
+        let tar =
+            crate::util::host_tar::pack_to(&host, Path::new("."), false, Vec::new()).expect("pack");
         fs::create_dir(&guest).expect("mkdir");
-        crate::host_tar::unpack_safely(&tar[..], &guest, &Limits::default()).expect("unpack");
+        crate::util::host_tar::unpack_safely(&tar[..], &guest, &Limits::default()).expect("unpack");
         (d, host, guest, manifest)
     }
 

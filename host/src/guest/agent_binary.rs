@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use vcontainer_initramfs::Arch;
 
-use crate::progress::Reporter;
+use crate::util::progress::Reporter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentBinaryError {

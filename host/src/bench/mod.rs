@@ -2,6 +2,11 @@
 //! of medians, beside upstream vdkr's figures measured on the same machine kind
 //! (shared/reference/upstream-baseline.md). Not a test: nothing here asserts a time.
 
+pub mod batch;
+pub mod fixture;
+pub mod memres;
+pub mod oci;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,13 +15,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use vcontainer_initramfs::Arch;
 
-use crate::agent_binary::agent_binary;
-use crate::fixture::{busybox_for, write_busybox_layout, write_layout_with_files};
-use crate::images::{cache_dir, ensure_image};
-use crate::instance::{Instance, InstanceConfig, StateChoice};
+use crate::bench::fixture::{busybox_for, write_busybox_layout, write_layout_with_files};
+use crate::guest::agent_binary::agent_binary;
+use crate::guest::boot_image::{cache_dir, ensure_image};
+use crate::guest::instance::{Instance, InstanceConfig, StateChoice};
 use crate::ops;
-use crate::progress::Reporter;
 use crate::state::Tool;
+use crate::util::progress::Reporter;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -141,13 +146,13 @@ const ROWS: &[(&str, &str, usize, &str, &str, &str)] = &[
     ("keystroke echo (vshell, raw tty)", "ms", 0, "", "", ""),
     ("`vdkr memres stop`", "s", 2, "≤ 2", "8.1", "8.1"),
     ("`vpdmn memres stop`", "s", 2, "≤ 2", "", ""),
-    (crate::bench_batch::BATCH_TOTAL, "s", 1, "", "", ""),
-    (crate::bench_batch::BATCH_BOOT, "s", 1, "", "", ""),
-    (crate::bench_batch::BATCH_ENGINE, "s", 1, "", "", ""),
-    (crate::bench_batch::BATCH_IMPORTS, "s", 1, "", "", ""),
-    (crate::bench_batch::BATCH_EXPORT, "s", 1, "", "", ""),
-    (crate::bench_batch::ONESHOT_TOTAL, "s", 1, "", "", ""),
-    (crate::bench_batch::RATIO, "x", 1, "", "", ""),
+    (crate::bench::batch::BATCH_TOTAL, "s", 1, "", "", ""),
+    (crate::bench::batch::BATCH_BOOT, "s", 1, "", "", ""),
+    (crate::bench::batch::BATCH_ENGINE, "s", 1, "", "", ""),
+    (crate::bench::batch::BATCH_IMPORTS, "s", 1, "", "", ""),
+    (crate::bench::batch::BATCH_EXPORT, "s", 1, "", "", ""),
+    (crate::bench::batch::ONESHOT_TOTAL, "s", 1, "", "", ""),
+    (crate::bench::batch::RATIO, "x", 1, "", "", ""),
 ];
 
 pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
@@ -165,7 +170,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("vcontainer-bench-")
         .tempdir()?;
-    let payload = crate::fixture::pseudo_random(args.payload_mib * 1024 * 1024);
+    let payload = crate::bench::fixture::pseudo_random(args.payload_mib * 1024 * 1024);
 
     for &arch in &arches {
         let agent = agent_binary(arch, reporter)?;
@@ -198,7 +203,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
             if !args.no_memres {
                 reporter.notice(format!("{arch} {}: memres vs one-shot", tool.engine()));
                 for (name, value) in
-                    crate::bench_memres::measure(tool, arch, &small, work.path(), runs).await?
+                    crate::bench::memres::measure(tool, arch, &small, work.path(), runs).await?
                 {
                     let ms = ROWS.iter().any(|r| r.0 == name && r.1 == "ms");
                     f.add(&name, arch, if ms { value * 1000.0 } else { value });
@@ -208,7 +213,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
         for i in (1..=runs).filter(|_| args.batch) {
             reporter.notice(format!("{arch}: batch vs one-shot run {i}/{runs}"));
             for (name, v) in
-                crate::bench_batch::measure(arch, &busybox, work.path(), reporter).await?
+                crate::bench::batch::measure(arch, &busybox, work.path(), reporter).await?
             {
                 f.add(&name, arch, v);
             }
@@ -222,7 +227,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
     }
     // Cheap (no VM): always measured, in the host's column.
     if let Some(host) = Arch::host().filter(|h| arches.contains(h)) {
-        for v in crate::bench_memres::host_side_round_trip(work.path(), reporter).await? {
+        for v in crate::bench::memres::host_side_round_trip(work.path(), reporter).await? {
             f.add(
                 "host side of a trivial op (agent on the host)",
                 host,
@@ -237,7 +242,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
 async fn instance_run(
     arch: Arch,
     tool: Tool,
-    image: &crate::images::GuestImage,
+    image: &crate::guest::boot_image::GuestImage,
     layout: &Path,
     work: &Path,
     quiet: &Reporter,

@@ -10,9 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use vcontainer_initramfs::Arch;
 
+use crate::bench::fixture::write_layout_with_files;
 use crate::bundling::batch::{batch_import, BatchImage, BatchRequest, EngineBatch};
-use crate::fixture::write_layout_with_files;
-use crate::progress::Reporter;
+use crate::util::progress::Reporter;
 
 /// Images per measurement.
 pub const IMAGES: usize = 10;

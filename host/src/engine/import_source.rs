@@ -24,10 +24,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
-use crate::host_tar::{pack_stream, safe_relative, unpack_safely, Limits};
 use crate::ops::oci_platform::import_oci_for_guest;
 use crate::ops::{exec, validate_oci_layout, ExecIo, OciLayoutError, OpError};
 use crate::transport::Transport;
+use crate::util::host_tar::{pack_stream, safe_relative, unpack_safely, Limits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportSource {

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use vcontainer_initramfs::{Arch, ROOTFS_SUITE};
 
-use crate::images::cache_dir;
+use crate::guest::boot_image::cache_dir;
 use crate::ops::ApiProxy;
-use crate::progress::Reporter;
 use crate::transport::Transport;
+use crate::util::progress::Reporter;
 
 /// The Debian package that ships `/usr/bin/docker`.
 pub const DOCKER_CLI_PACKAGE: &str = "docker-cli";

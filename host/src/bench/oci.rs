@@ -11,11 +11,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use vcontainer_initramfs::Arch;
 
-use crate::images::cache_dir;
+use crate::guest::boot_image::cache_dir;
 use crate::oci::image_config::ImageSettings;
 use crate::oci::layer_spec::parse_layers;
 use crate::oci::{self, BuildRequest, Compression, OwnerPolicy};
-use crate::progress::Reporter;
+use crate::util::progress::Reporter;
 
 /// The rootfs's packages: ~195 MB unpacked.
 pub const PACKAGES: &[&str] = &[
@@ -176,7 +176,7 @@ pub async fn run_bench(args: OciBenchArgs, reporter: &Reporter) -> Result<()> {
             let cache = cache_dir()?;
             let (r2, pk) = (r.clone(), PACKAGES);
             tokio::task::spawn_blocking(move || {
-                crate::fixture::debian_rootfs(Arch::Aarch64, &cache, "trixie", pk, &r2)
+                crate::bench::fixture::debian_rootfs(Arch::Aarch64, &cache, "trixie", pk, &r2)
             })
             .await??;
             r

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use vcontainer_initramfs::{build, BuildRequest};
 pub use vcontainer_initramfs::{BuildError, GuestImage};
 
-use crate::agent_binary::{agent_binary, AgentBinaryError};
-use crate::progress::Reporter;
+use crate::guest::agent_binary::{agent_binary, AgentBinaryError};
+use crate::util::progress::Reporter;
 use vcontainer_initramfs::Arch;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! settings and the idle timeout of a memory-resident VM. These only take effect when a VM
 //! starts; a running memory-resident VM keeps the ones it was started with.
 
-use crate::registry::RegistryOptions;
+use crate::guest::registry::RegistryOptions;
 use crate::vm::port_forward::PortForward;
 
 /// Boot-time settings of one VM.

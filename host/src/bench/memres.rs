@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{ExecRequest, WindowSize};
 
+use crate::guest::resident::Resident;
 use crate::ops;
-use crate::resident::Resident;
 use crate::state::{StateDir, StateLocation, Tool};
 
 /// One figure sample: (figure name, seconds or other unit).
@@ -108,12 +108,12 @@ pub async fn measure(
 /// what the host side (CLI library, framing, transport) costs without the emulated guest.
 pub async fn host_side_round_trip(
     work: &Path,
-    reporter: &crate::progress::Reporter,
+    reporter: &crate::util::progress::Reporter,
 ) -> Result<Vec<f64>> {
     let Some(host) = Arch::host() else {
         return Ok(Vec::new());
     };
-    let agent = crate::agent_binary::agent_binary(host, reporter)?;
+    let agent = crate::guest::agent_binary::agent_binary(host, reporter)?;
     let dir = tempfile::tempdir_in(work)?;
     let sock = dir.path().join("agent.sock");
     let mut child = tokio::process::Command::new(&agent)
