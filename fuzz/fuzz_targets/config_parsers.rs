@@ -26,10 +26,10 @@ use vcontainer::bundling::spec::{
     image_name_and_tag, is_tag_token, is_valid_image_name, parse_bundled, parse_entry, Runtime,
 };
 use vcontainer::cli::config::{Config, KEYS};
-use vcontainer::oci::layer_spec::parse_layers;
-use vcontainer::oci::pkgdb::PackageDb;
 use vcontainer::guest::registry::{is_private_host, qualify_image, read_auth_file, registry_host};
 use vcontainer_fuzz::{split_parts, Scratch};
+use vcontainer_oci::layer_spec::parse_layers;
+use vcontainer_oci::pkgdb::PackageDb;
 
 static SCRATCH: OnceLock<Scratch> = OnceLock::new();
 
@@ -171,7 +171,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = qualify_image("alpine:3", &t);
         }
         8 => {
-            if let Ok((id, tag, n)) = vcontainer::engine::import_source::parse_docker_manifest_bytes(input)
+            if let Ok((id, tag, n)) =
+                vcontainer::engine::import_source::parse_docker_manifest_bytes(input)
             {
                 assert!(n >= 1);
                 assert!(id.is_some() || tag.is_some());

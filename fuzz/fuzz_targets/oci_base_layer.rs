@@ -10,8 +10,8 @@ use std::path::Component;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vcontainer::oci::base::{whiteout_name, whiteouts, BaseImage};
 use vcontainer_fuzz::{sha256_hex, split_parts, Scratch};
+use vcontainer_oci::base::{whiteout_name, whiteouts, BaseImage};
 
 static SCRATCH: OnceLock<Scratch> = OnceLock::new();
 

@@ -5,7 +5,6 @@ pub mod bundling;
 pub mod cli;
 pub mod engine;
 pub mod guest;
-pub mod oci;
 pub mod ops;
 pub mod session;
 pub mod state;

@@ -1000,12 +1000,18 @@ fn index_nests_both_platforms_the_importer_and_skopeo_select_each() {
             ("amd64".into(), "linux".into(), amd.clone())
         ]
     );
-    let sel =
-        vcontainer::ops::oci_platform::select_platform(&idx, Arch::Aarch64).expect("select arm64");
+    let sel = vcontainer_oci::platform::select_platform(
+        &idx,
+        &vcontainer::ops::oci_import::target_platform(Arch::Aarch64),
+    )
+    .expect("select arm64");
     assert_eq!(sel.manifest.digest().to_string(), arm);
     assert!(sel.multi_arch);
-    let sel =
-        vcontainer::ops::oci_platform::select_platform(&idx, Arch::X86_64).expect("select amd64");
+    let sel = vcontainer_oci::platform::select_platform(
+        &idx,
+        &vcontainer::ops::oci_import::target_platform(Arch::X86_64),
+    )
+    .expect("select amd64");
     assert_eq!(sel.manifest.digest().to_string(), amd);
 
     // skopeo picks each platform through the nested index, by tag.

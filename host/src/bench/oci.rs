@@ -12,10 +12,11 @@ use anyhow::{bail, Context, Result};
 use vcontainer_initramfs::Arch;
 
 use crate::guest::boot_image::cache_dir;
-use crate::oci::image_config::ImageSettings;
-use crate::oci::layer_spec::parse_layers;
-use crate::oci::{self, BuildRequest, Compression, OwnerPolicy};
 use crate::util::progress::Reporter;
+use vcontainer_oci as oci;
+use vcontainer_oci::image_config::ImageSettings;
+use vcontainer_oci::layer_spec::parse_layers;
+use vcontainer_oci::{BuildRequest, Compression, OwnerPolicy};
 
 /// The rootfs's packages: ~195 MB unpacked.
 pub const PACKAGES: &[&str] = &[

@@ -20,10 +20,11 @@ use crate::engine::import_source::{detect, unpack_oci_archive, ImportSource};
 use crate::guest::boot_image::{ensure_image, GuestImage, ImageError};
 use crate::guest::instance::{Instance, InstanceConfig, InstanceError, StateChoice};
 use crate::guest::options::GuestOptions;
-use crate::ops::oci_platform::{import_selected, select_platform, PlatformSelection};
+use crate::ops::oci_import::{import_selected, target_platform};
 use crate::ops::{self, OpError};
 use crate::state::Tool;
 use crate::util::progress::Reporter;
+use vcontainer_oci::platform::{select_platform, PlatformSelection};
 
 /// Command-line arguments of `vcontainer batch-import`.
 #[derive(Debug, Clone, clap::Args)]
@@ -421,7 +422,8 @@ fn prepare_image(image: &BatchImage, arch: Arch) -> Result<PreparedImage, BatchE
             )))
         }
     };
-    let selection = select_platform(&root, arch).map_err(|e| input_err(e.to_string()))?;
+    let selection =
+        select_platform(&root, &target_platform(arch)).map_err(|e| input_err(e.to_string()))?;
     Ok(PreparedImage {
         image: image.clone(),
         selection,

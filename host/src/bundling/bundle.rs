@@ -380,7 +380,7 @@ pub fn create(
     let mut seen_names = Vec::new();
     for entry in entries {
         let layout = resolve_layout(entry, inputs)?;
-        crate::ops::validate_oci_layout(&layout)
+        vcontainer_oci::validate::validate_oci_layout(&layout)
             .with_context(|| format!("OCI layout of '{}'", entry.source))?;
         let image_ref = image_ref_for(entry);
         let oci_name = sanitize(&image_ref);
@@ -675,7 +675,7 @@ mod tests {
         assert_eq!(found[2].policy, Some(Policy::Always));
         assert_eq!(found[2].runtime, Runtime::Podman);
         for e in &found {
-            crate::ops::validate_oci_layout(&e.oci_dir).expect("valid layout");
+            vcontainer_oci::validate::validate_oci_layout(&e.oci_dir).expect("valid layout");
         }
         // A second package beside it is discovered too; a non-empty --out is refused.
         assert!(create(&out, "other", Runtime::Docker, &entries, &inputs).is_err());

@@ -532,7 +532,7 @@ pub async fn fetch_in_guest(
     )
     .with_context(|| format!("unpacking the layout of {image}"))?;
     let layout_dir = unpacked.join("layout");
-    ops::validate_oci_layout(&layout_dir)
+    vcontainer_oci::validate::validate_oci_layout(&layout_dir)
         .with_context(|| format!("the fetched layout of {image} is not valid"))?;
     let layout_manifest_digest = check_layout(&layout_dir, &manifest_digest, &expected)
         .with_context(|| format!("{image}: the fetched layout"))?;

@@ -35,7 +35,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::spec::Runtime;
-use crate::oci::xattrs::Xattr;
+use vcontainer_oci::xattrs::Xattr;
 
 /// Command-line arguments of `vcontainer install-storage`.
 #[derive(Debug, Clone, clap::Args)]
@@ -368,7 +368,7 @@ fn set_xattrs(dir: &Path, entries: &[(PathBuf, Vec<Xattr>)]) -> Result<()> {
         }
         let path = dir.join(rel);
         for (name, value) in xattrs {
-            crate::oci::xattrs::set(&path, name, value).with_context(|| {
+            vcontainer_oci::xattrs::set(&path, name, value).with_context(|| {
                 format!(
                     "setting the extended attribute {} of {}",
                     String::from_utf8_lossy(name),
@@ -461,7 +461,7 @@ mod tests {
         let mut b = tar::Builder::new(f.reopen().expect("reopen"));
         let mut data = Vec::new();
         for (k, v) in records {
-            crate::oci::layer_tar::pax_record(&mut data, k, v);
+            vcontainer_oci::layer_tar::pax_record(&mut data, k, v);
         }
         let mut x = tar::Header::new_ustar();
         x.set_entry_type(tar::EntryType::XHeader);

@@ -1,5 +1,5 @@
 //! `vcontainer oci build` and `vcontainer oci index`: the CLI edge of the OCI image builder
-//! (`crate::oci`). Upstream's OCI_IMAGE_* variables map onto flags one to one; the README lists
+//! (the `vcontainer-oci` crate). Upstream's OCI_IMAGE_* variables map onto flags one to one; the README lists
 //! them.
 
 use std::path::PathBuf;
@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 
-use crate::oci::image_config::{parse_key_value, AutoLabel, ImageSettings};
-use crate::oci::layer_spec::{parse_entry, parse_layers};
-use crate::oci::{self, build::CacheUse, BuildRequest, Compression, OwnerPolicy};
 use crate::util::progress::Reporter;
+use vcontainer_oci as oci;
+use vcontainer_oci::image_config::{parse_key_value, AutoLabel, ImageSettings};
+use vcontainer_oci::layer_spec::{parse_entry, parse_layers};
+use vcontainer_oci::{build::CacheUse, BuildRequest, Compression, OwnerPolicy};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {

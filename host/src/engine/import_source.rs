@@ -24,10 +24,11 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
-use crate::ops::oci_platform::import_oci_for_guest;
-use crate::ops::{exec, validate_oci_layout, ExecIo, OciLayoutError, OpError};
+use crate::ops::oci_import::import_oci_for_guest;
+use crate::ops::{exec, ExecIo, OpError};
 use crate::transport::Transport;
 use crate::util::host_tar::{pack_stream, safe_relative, unpack_safely, Limits};
+use vcontainer_oci::validate::{validate_oci_layout, OciLayoutError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportSource {

@@ -8,8 +8,7 @@ mod export;
 mod files;
 mod import;
 mod interactive;
-mod oci_layout;
-pub mod oci_platform;
+pub mod oci_import;
 pub mod partial;
 mod simple;
 mod stream;
@@ -22,13 +21,14 @@ pub use export::export_storage;
 pub use files::{get_tar, put_dir};
 pub use import::import_oci;
 pub use interactive::{exec_interactive, exec_on_terminal, TtyIo};
-pub use oci_layout::{validate_oci_layout, OciLayoutError, ValidatedLayout};
 pub use simple::{raw_source, raw_source_with_progress, shutdown, status};
 pub use stream::{
     receive_to_file, send_dir_as_tar, send_file, ReceiveError, StreamProgress, MAX_RECEIVE_BYTES,
 };
 
 use vcontainer_protocol::ProtocolError;
+
+use vcontainer_oci::validate::OciLayoutError;
 
 use crate::session::SessionError;
 

@@ -1,3 +1,10 @@
+//! OCI image layouts without a VM, QEMU, tokio or clap: what a Yocto native recipe or another tool
+//! can use on its own.
+//!
+//! - Reading a layout someone else wrote: [`validate`] (structure, digests, sizes) and
+//!   [`platform`] (the manifest for a target platform, and the single-image tar sent to a guest).
+//! - Writing one: the image builder below.
+//!
 //! The OCI image builder (`vcontainer oci build`): a target root filesystem becomes an OCI image
 //! layout, in one layer or in several (`name:type:content` specs, delta-only), optionally on top
 //! of a base image, with a content-keyed layer cache and byte-identical rebuilds under
@@ -17,6 +24,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 mod error;
+pub mod fixture;
 pub mod gzip;
 pub mod image_config;
 pub mod index;
@@ -25,7 +33,9 @@ pub mod layer_tar;
 pub mod layout;
 pub mod pkgdb;
 pub mod plan;
+pub mod platform;
 pub mod tree;
+pub mod validate;
 pub mod xattrs;
 
 pub use build::{build, BuildReport, BuildRequest, Compression, OwnerPolicy};

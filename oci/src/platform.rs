@@ -10,15 +10,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
-use tokio::io::AsyncWrite;
-use vcontainer_initramfs::Arch;
-use vcontainer_protocol::{ExitStatus, Request};
-
-use super::stream::{stream_from_producer, StreamProgress};
-use super::OpError;
-use crate::session::{AgentConn, ConnWriter};
-use crate::transport::Transport;
+use oci_spec::image::{
+    Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType, Platform,
+};
 
 const MAX_JSON: u64 = 4 * 1024 * 1024;
 const MAX_NESTING: usize = 4;
@@ -28,16 +22,16 @@ pub enum PlatformError {
     #[error("{root}: architecture {target} ({oci}) not found in multi-arch image; it has: {}", .present.join(", "))]
     NotFound {
         root: PathBuf,
-        target: Arch,
-        oci: &'static str,
+        target: String,
+        oci: String,
         present: Vec<String>,
     },
     #[error("{root}: Architecture mismatch! The image is for {image}, the target is {target} ({oci}). Use --arch {hint} or an image built for {oci}")]
     Mismatch {
         root: PathBuf,
         image: String,
-        target: Arch,
-        oci: &'static str,
+        target: String,
+        oci: String,
         hint: String,
     },
     #[error("{path} is malformed: {reason}")]
@@ -140,14 +134,36 @@ impl PlatformKey {
         })
     }
 
-    fn matches(&self, target: Arch) -> bool {
-        let os_ok = self.os.as_deref().is_none_or(|o| o == "linux");
-        let variant_ok = match target {
-            // The guest CPUs are ARMv8; an arm64 image without a variant is v8 too.
-            Arch::Aarch64 => matches!(self.variant.as_deref(), None | Some("v8")),
-            Arch::X86_64 => true,
+    fn matches(&self, target: &Wanted) -> bool {
+        let os_ok = self.os.as_deref().is_none_or(|o| o == target.os);
+        // An image without a variant runs on every variant (an arm64 image without one is v8).
+        let variant_ok = match &target.variant {
+            Some(v) => self.variant.as_deref().is_none_or(|own| own == v),
+            None => true,
         };
-        os_ok && variant_ok && self.oci_arch() == Some(target.oci())
+        os_ok && variant_ok && self.oci_arch() == Some(target.arch.as_str())
+    }
+}
+
+/// The target platform, spelled out once.
+struct Wanted {
+    /// OCI architecture (`arm64`).
+    arch: String,
+    os: String,
+    variant: Option<String>,
+    /// The architecture as users name it (`aarch64`), for messages.
+    name: String,
+}
+
+impl Wanted {
+    fn new(p: &Platform) -> Self {
+        let arch = p.architecture().to_string();
+        Self {
+            name: arch_name(&arch),
+            os: p.os().to_string(),
+            variant: p.variant().clone().filter(|v| !v.is_empty()),
+            arch,
+        }
     }
 }
 
@@ -176,7 +192,8 @@ struct Leaf {
 ///   the platforms present.
 /// * One manifest: its config's architecture must be the target's ([`PlatformError::Mismatch`]
 ///   otherwise); a config without an architecture is imported with a warning.
-pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, PlatformError> {
+pub fn select_platform(root: &Path, target: &Platform) -> Result<PlatformSelection, PlatformError> {
+    let want = Wanted::new(target);
     let index_path = root.join("index.json");
     let index: ImageIndex = parse_json(&index_path, &read_json(&index_path)?)?;
     let mut leaves = Vec::new();
@@ -196,15 +213,16 @@ pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, P
         };
         effective.push(key);
     }
-    let chosen = match effective.iter().position(|k| k.matches(target)) {
+    let chosen = match effective.iter().position(|k| k.matches(&want)) {
         Some(i) => i,
         None if !multi_arch => {
             let key = &effective[0];
             match key.oci_arch() {
                 None => {
                     warnings.push(format!(
-                        "{}: the image names no architecture; importing it for {target} as is",
-                        root.display()
+                        "{}: the image names no architecture; importing it for {} as is",
+                        root.display(),
+                        want.name
                     ));
                     0
                 }
@@ -212,8 +230,8 @@ pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, P
                     return Err(PlatformError::Mismatch {
                         root: root.to_path_buf(),
                         image: key.display(),
-                        target,
-                        oci: target.oci(),
+                        target: want.name.clone(),
+                        oci: want.arch.clone(),
                         hint: arch_hint(a),
                     })
                 }
@@ -222,8 +240,8 @@ pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, P
         None => {
             return Err(PlatformError::NotFound {
                 root: root.to_path_buf(),
-                target,
-                oci: target.oci(),
+                target: want.name.clone(),
+                oci: want.arch.clone(),
                 present: effective.iter().map(PlatformKey::display).collect(),
             })
         }
@@ -232,12 +250,12 @@ pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, P
     let (manifest, config_key) = read_manifest(root, &leaf.desc)?;
     // The index entry may claim a platform its config contradicts: trust the config.
     if let Some(a) = config_key.oci_arch() {
-        if a != target.oci() {
+        if a != want.arch {
             return Err(PlatformError::Mismatch {
                 root: root.to_path_buf(),
                 image: config_key.display(),
-                target,
-                oci: target.oci(),
+                target: want.name.clone(),
+                oci: want.arch.clone(),
                 hint: arch_hint(a),
             });
         }
@@ -261,6 +279,15 @@ pub fn select_platform(root: &Path, target: Arch) -> Result<PlatformSelection, P
         warnings,
         blobs,
     })
+}
+
+/// An OCI architecture as users and `uname -m` name it.
+fn arch_name(oci: &str) -> String {
+    match oci {
+        "arm64" => "aarch64".into(),
+        "amd64" => "x86_64".into(),
+        other => other.into(),
+    }
 }
 
 fn arch_hint(oci: &str) -> String {
@@ -423,90 +450,32 @@ pub fn write_selection_tar(sel: &PlatformSelection, sink: &mut dyn Write) -> io:
     b.finish()
 }
 
-/// Streams the selection (see [`write_selection_tar`]) as `Data` frames and an `End` frame.
-pub async fn send_selection_as_tar(
-    writer: &mut ConnWriter,
-    sel: &PlatformSelection,
-    progress: StreamProgress<'_>,
-) -> Result<u64, OpError> {
-    let sel = sel.clone();
-    let what = format!("reading {}", sel.root.display());
-    stream_from_producer(writer, what, progress, move |sink| {
-        write_selection_tar(&sel, sink)
-    })
-    .await
-}
-
-/// Imports the selected manifest as `reference` (skopeo `oci:` in the guest); the engine's
-/// output goes to `out`/`err`. A non-zero status means the engine refused the image.
-pub async fn import_selected(
-    transport: &dyn Transport,
-    sel: &PlatformSelection,
-    reference: &str,
-    out: &mut (dyn AsyncWrite + Unpin + Send),
-    err: &mut (dyn AsyncWrite + Unpin + Send),
-    progress: StreamProgress<'_>,
-) -> Result<ExitStatus, OpError> {
-    let conn = request_import(transport, reference).await?;
-    finish_import(conn, sel, out, err, progress).await
-}
-
-/// Like [`import_selected`], for the guest's own arch (from the connection's `Hello`): the
-/// platform is chosen once the agent has said what it is. A selection failure closes the
-/// connection before any data is sent. Selection notes and warnings go to `err`.
-pub async fn import_oci_for_guest(
-    transport: &dyn Transport,
-    root: &Path,
-    reference: &str,
-    out: &mut (dyn AsyncWrite + Unpin + Send),
-    err: &mut (dyn AsyncWrite + Unpin + Send),
-    progress: StreamProgress<'_>,
-) -> Result<ExitStatus, OpError> {
-    let conn = request_import(transport, reference).await?;
-    let guest = conn.hello().arch.clone();
-    let arch: Arch = guest.parse().map_err(|_| OpError::Io {
-        context: format!("selecting the platform of {}", root.display()),
-        source: io::Error::other(format!("the guest reports an unknown arch {guest:?}")),
-    })?;
-    let sel = select_platform(root, arch).map_err(|e| OpError::Io {
-        context: format!("selecting the platform of {}", root.display()),
-        source: io::Error::other(e.to_string()),
-    })?;
-    let notes = sel.note().into_iter().chain(sel.warnings.iter().cloned());
-    for n in notes {
-        let _ = tokio::io::AsyncWriteExt::write_all(err, format!("{n}\n").as_bytes()).await;
-    }
-    finish_import(conn, &sel, out, err, progress).await
-}
-
-async fn request_import(transport: &dyn Transport, reference: &str) -> Result<AgentConn, OpError> {
-    Ok(AgentConn::request(
-        transport,
-        Request::ImportOci {
-            reference: reference.to_string(),
-        },
-    )
-    .await?)
-}
-
-async fn finish_import(
-    conn: AgentConn,
-    sel: &PlatformSelection,
-    out: &mut (dyn AsyncWrite + Unpin + Send),
-    err: &mut (dyn AsyncWrite + Unpin + Send),
-    progress: StreamProgress<'_>,
-) -> Result<ExitStatus, OpError> {
-    let (mut reader, mut writer, _) = conn.into_split();
-    send_selection_as_tar(&mut writer, sel, progress).await?;
-    super::import::relay_import_output(&mut reader, out, err).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::fixture::write_busybox_layout;
+    use crate::fixture::write_busybox_layout;
     use sha2::{Digest as _, Sha256};
     use std::fs;
+
+    use oci_spec::image::PlatformBuilder;
+
+    /// The guests' platforms: ARMv8 and x86-64 Linux.
+    fn arm64() -> Platform {
+        PlatformBuilder::default()
+            .architecture("arm64")
+            .os("linux")
+            .variant("v8")
+            .build()
+            .expect("platform")
+    }
+
+    fn amd64() -> Platform {
+        PlatformBuilder::default()
+            .architecture("amd64")
+            .os("linux")
+            .build()
+            .expect("platform")
+    }
 
     fn fake_busybox(dir: &Path, arch: &str) -> PathBuf {
         let p = dir.join(format!("busybox-{arch}"));
@@ -576,7 +545,7 @@ mod tests {
             serde_json::to_vec(&index).expect("json"),
         )
         .expect("write");
-        crate::ops::validate_oci_layout(&root).expect("the test layout is valid");
+        crate::validate::validate_oci_layout(&root).expect("the test layout is valid");
         root
     }
 
@@ -598,10 +567,10 @@ mod tests {
         for nested in [false, true] {
             let root = multi_arch(d.path(), nested);
             for (arch, oci, platform) in [
-                (Arch::Aarch64, "arm64", "linux/arm64/v8"),
-                (Arch::X86_64, "amd64", "linux/amd64"),
+                (arm64(), "arm64", "linux/arm64/v8"),
+                (amd64(), "amd64", "linux/amd64"),
             ] {
-                let sel = select_platform(&root, arch).expect("select");
+                let sel = select_platform(&root, &arch).expect("select");
                 assert!(sel.multi_arch);
                 assert_eq!(sel.platform.as_deref(), Some(platform));
                 assert_eq!(config_arch(&root, &sel), oci, "nested={nested}");
@@ -616,7 +585,7 @@ mod tests {
     fn the_sent_tar_is_a_valid_single_image_layout() {
         let d = tempfile::tempdir().expect("tempdir");
         let root = multi_arch(d.path(), true);
-        let sel = select_platform(&root, Arch::X86_64).expect("select");
+        let sel = select_platform(&root, &amd64()).expect("select");
         let mut tar_bytes = Vec::new();
         write_selection_tar(&sel, &mut tar_bytes).expect("tar");
         // What the agent (root) reads: every header's numeric fields must parse.
@@ -634,9 +603,9 @@ mod tests {
         tar::Archive::new(&tar_bytes[..])
             .unpack(&out)
             .expect("unpack");
-        let v = crate::ops::validate_oci_layout(&out).expect("valid");
+        let v = crate::validate::validate_oci_layout(&out).expect("valid");
         assert_eq!((v.manifests, v.blobs), (1, 3));
-        let sel2 = select_platform(&out, Arch::X86_64).expect("select again");
+        let sel2 = select_platform(&out, &amd64()).expect("select again");
         assert!(!sel2.multi_arch);
         assert_eq!(config_arch(&out, &sel2), "amd64");
         // The other arch's blobs stayed behind (3 of the 6 image blobs + the nested index).
@@ -660,7 +629,7 @@ mod tests {
             serde_json::to_vec(&index).expect("json"),
         )
         .expect("write");
-        let err = select_platform(&root, Arch::X86_64).expect_err("no amd64");
+        let err = select_platform(&root, &amd64()).expect_err("no amd64");
         let msg = err.to_string();
         assert!(matches!(err, PlatformError::NotFound { .. }), "{msg}");
         assert!(
@@ -677,9 +646,9 @@ mod tests {
         let root = d.path().join("arm");
         write_busybox_layout(&root, "arm64", &fake_busybox(d.path(), "arm64"), "1.0")
             .expect("layout");
-        let sel = select_platform(&root, Arch::Aarch64).expect("match");
+        let sel = select_platform(&root, &arm64()).expect("match");
         assert!(!sel.multi_arch && sel.note().is_none() && sel.warnings.is_empty());
-        let msg = select_platform(&root, Arch::X86_64)
+        let msg = select_platform(&root, &amd64())
             .expect_err("mismatch")
             .to_string();
         assert!(
@@ -697,7 +666,7 @@ mod tests {
             serde_json::to_vec(&index).expect("json"),
         )
         .expect("write");
-        let msg = select_platform(&root, Arch::X86_64)
+        let msg = select_platform(&root, &amd64())
             .expect_err("lying index")
             .to_string();
         assert!(msg.contains("Architecture mismatch!"), "{msg}");
@@ -731,7 +700,7 @@ mod tests {
             serde_json::to_vec(&index).expect("json"),
         )
         .expect("write");
-        let sel = select_platform(&root, Arch::Aarch64).expect("select");
+        let sel = select_platform(&root, &arm64()).expect("select");
         assert_eq!(sel.platform, None);
         assert_eq!(sel.warnings.len(), 1, "{:?}", sel.warnings);
         assert!(sel.warnings[0].contains("names no architecture"));
@@ -746,7 +715,7 @@ mod tests {
                 .expect("json");
         let nested = index["manifests"][0]["digest"].as_str().expect("digest");
         fs::remove_file(root.join("blobs/sha256").join(&nested[7..])).expect("rm");
-        let msg = select_platform(&root, Arch::Aarch64)
+        let msg = select_platform(&root, &arm64())
             .expect_err("missing")
             .to_string();
         assert!(msg.contains(nested), "{msg}");
