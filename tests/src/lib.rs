@@ -4,4 +4,5 @@ pub mod fidelity;
 pub mod instance;
 pub mod pty;
 pub mod registry;
+pub mod source_graph;
 pub mod vm;
