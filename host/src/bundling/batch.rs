@@ -26,39 +26,6 @@ use crate::state::Tool;
 use crate::util::progress::Reporter;
 use vcontainer_oci::platform::{select_platform, PlatformSelection};
 
-/// Command-line arguments of `vcontainer batch-import`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Target architecture: aarch64 or x86_64.
-    #[arg(short = 'a', long, value_name = "ARCH")]
-    pub arch: String,
-    /// An image for docker: an OCI layout directory or OCI archive tar, and the name to import
-    /// it as (split at the first '=': `./app-oci=registry:5000/app:1.0`). Repeatable.
-    #[arg(long = "docker", value_name = "PATH=NAME:TAG")]
-    pub docker: Vec<String>,
-    /// An image for podman (like --docker). Repeatable.
-    #[arg(long = "podman", value_name = "PATH=NAME:TAG")]
-    pub podman: Vec<String>,
-    /// Where to write docker's storage tar (needed with --docker).
-    #[arg(long, value_name = "TAR")]
-    pub docker_output: Option<PathBuf>,
-    /// Where to write podman's storage tar (needed with --podman).
-    #[arg(long, value_name = "TAR")]
-    pub podman_output: Option<PathBuf>,
-    /// Existing docker storage tar to import on top of (additive merge).
-    #[arg(long, value_name = "TAR")]
-    pub docker_input_storage: Option<PathBuf>,
-    /// Existing podman storage tar to import on top of (additive merge).
-    #[arg(long, value_name = "TAR")]
-    pub podman_input_storage: Option<PathBuf>,
-    /// Never use KVM.
-    #[arg(long)]
-    pub no_kvm: bool,
-    /// Print the report (outputs and time split) as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// One image to import: an OCI layout directory or OCI archive tar, and its reference.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BatchImage {
@@ -248,55 +215,6 @@ pub fn normalize_reference(r: &str) -> Result<String, String> {
     Ok(match tag {
         Some(_) => r.to_string(),
         None => format!("{r}:latest"),
-    })
-}
-
-/// The request from the command line.
-pub fn request_from_args(args: &Args) -> Result<BatchRequest, BatchError> {
-    let arch: Arch = args
-        .arch
-        .parse()
-        .map_err(|_| BatchError::Invalid(format!("unknown arch {:?}", args.arch)))?;
-    let engine = |flag: &str,
-                  entries: &[String],
-                  output: &Option<PathBuf>,
-                  input: &Option<PathBuf>|
-     -> Result<Option<EngineBatch>, BatchError> {
-        if entries.is_empty() {
-            if output.is_some() || input.is_some() {
-                return Err(BatchError::Invalid(format!(
-                    "--{flag}-output/--{flag}-input-storage given without any --{flag} image"
-                )));
-            }
-            return Ok(None);
-        }
-        let output = output.clone().ok_or_else(|| {
-            BatchError::Invalid(format!("--{flag} images need --{flag}-output TAR"))
-        })?;
-        Ok(Some(EngineBatch {
-            images: entries
-                .iter()
-                .map(|e| parse_entry(e))
-                .collect::<Result<_, _>>()?,
-            output,
-            input_storage: input.clone(),
-        }))
-    };
-    Ok(BatchRequest {
-        arch,
-        docker: engine(
-            "docker",
-            &args.docker,
-            &args.docker_output,
-            &args.docker_input_storage,
-        )?,
-        podman: engine(
-            "podman",
-            &args.podman,
-            &args.podman_output,
-            &args.podman_input_storage,
-        )?,
-        no_kvm: args.no_kvm,
     })
 }
 
@@ -661,17 +579,6 @@ pub fn format_report(r: &BatchReport) -> String {
     s
 }
 
-pub async fn run(args: Args, reporter: &Reporter) -> anyhow::Result<()> {
-    let req = request_from_args(&args)?;
-    let report = batch_import(&req, reporter).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", format_report(&report));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,29 +614,6 @@ mod tests {
             let err = parse_entry(bad).expect_err(bad).to_string();
             assert!(err.contains("invalid batch entry"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn outputs_are_required_and_paired() {
-        let args = |docker: &[&str], out: Option<&str>| Args {
-            arch: "aarch64".into(),
-            docker: docker.iter().map(|s| s.to_string()).collect(),
-            podman: vec![],
-            docker_output: out.map(PathBuf::from),
-            podman_output: None,
-            docker_input_storage: None,
-            podman_input_storage: None,
-            no_kvm: false,
-            json: false,
-        };
-        assert!(request_from_args(&args(&["a=b:1"], None)).is_err());
-        assert!(request_from_args(&args(&[], Some("o.tar"))).is_err());
-        let r = request_from_args(&args(&["a=b:1"], Some("o.tar"))).expect("ok");
-        assert!(r.podman.is_none());
-        assert_eq!(r.docker.expect("docker").images.len(), 1);
-        let mut bad_arch = args(&["a=b:1"], Some("o.tar"));
-        bad_arch.arch = "mips".into();
-        assert!(request_from_args(&bad_arch).is_err());
     }
 
     fn layout(dir: &Path, name: &str, oci_arch: &str) -> PathBuf {

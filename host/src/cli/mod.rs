@@ -3,6 +3,7 @@
 
 mod arch_select;
 mod args;
+mod bundling;
 pub mod config;
 mod dispatch;
 mod docs;

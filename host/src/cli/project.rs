@@ -75,14 +75,14 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             ));
             Ok(())
         }
-        ProjectCommand::BatchImport(a) => crate::bundling::batch::run(a, reporter).await,
-        ProjectCommand::PopulateRootfs(a) => crate::bundling::populate::run(a, reporter).await,
-        ProjectCommand::Spec(a) => crate::bundling::spec::run(a, reporter).await,
-        ProjectCommand::Units(a) => crate::bundling::units::run(a, reporter).await,
-        ProjectCommand::InstallStorage(a) => crate::bundling::rootfs::run(a, reporter).await,
-        ProjectCommand::Bundle(a) => crate::bundling::bundle::run(a, reporter).await,
+        ProjectCommand::BatchImport(a) => super::bundling::batch::run(a, reporter).await,
+        ProjectCommand::PopulateRootfs(a) => super::bundling::populate::run(a, reporter).await,
+        ProjectCommand::Spec(a) => super::bundling::spec::run(a, reporter).await,
+        ProjectCommand::Units(a) => super::bundling::units::run(a, reporter).await,
+        ProjectCommand::InstallStorage(a) => super::bundling::rootfs::run(a, reporter).await,
+        ProjectCommand::Bundle(a) => super::bundling::bundle::run(a, reporter).await,
         ProjectCommand::Oci(a) => super::oci::run(a, reporter).await,
-        ProjectCommand::Fetch(a) => crate::bundling::remote::run(a, reporter).await,
+        ProjectCommand::Fetch(a) => super::bundling::remote::run(a, reporter).await,
         ProjectCommand::Completions { shell, program } => {
             super::docs::print_completions(shell, &program);
             Ok(())

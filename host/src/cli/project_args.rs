@@ -37,22 +37,22 @@ pub(super) enum ProjectCommand {
     },
     /// Fill a target rootfs: BUNDLED_CONTAINERS and bundle packages imported on top of its
     /// storage (one boot per engine), autostart units written, bundles consumed.
-    PopulateRootfs(crate::bundling::populate::Args),
+    PopulateRootfs(super::bundling::populate::Args),
     /// Import many images in one boot per engine and write one storage tar per engine.
-    BatchImport(crate::bundling::batch::Args),
+    BatchImport(super::bundling::batch::Args),
     /// Parse (and with --deploy-dir resolve) a BUNDLED_CONTAINERS value; prints the entries.
-    Spec(crate::bundling::spec::Args),
+    Spec(super::bundling::spec::Args),
     /// Write autostart units (systemd for docker, Quadlet for podman) for BUNDLED_CONTAINERS.
-    Units(crate::bundling::units::Args),
+    Units(super::bundling::units::Args),
     /// Install an engine storage tar into a target root filesystem.
-    InstallStorage(crate::bundling::rootfs::Args),
+    InstallStorage(super::bundling::rootfs::Args),
     /// Bundle packages: create or consume /usr/share/container-bundles.
-    Bundle(crate::bundling::bundle::Args),
+    Bundle(super::bundling::bundle::Args),
     /// OCI images from a root filesystem (single/multi-layer, base image, layer cache,
     /// reproducible) and multi-arch indexes.
     Oci(super::oci::Args),
     /// Fetch a remote image by digest as an OCI layout for the target arch.
-    Fetch(crate::bundling::remote::Args),
+    Fetch(super::bundling::remote::Args),
     /// Print a shell completion script (e.g. `vcontainer completions bash vdkr > /etc/bash_completion.d/vdkr`).
     Completions {
         shell: clap_complete::Shell,

@@ -14,11 +14,12 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use vcontainer_initramfs::Arch;
 
-use super::batch::{batch_import, BatchImage, BatchRequest, EngineBatch};
-use super::bundle::{self, BundleEntry};
-use super::rootfs::{self, InstallOptions};
-use super::spec::{self, BundledContainer, ResolvedContainer, Runtime, SpecInput};
-use super::units;
+use super::spec::SpecInput;
+use crate::bundling::batch::{batch_import, BatchImage, BatchRequest, EngineBatch};
+use crate::bundling::bundle::{self, BundleEntry};
+use crate::bundling::rootfs::{self, InstallOptions};
+use crate::bundling::spec::{self, BundledContainer, ResolvedContainer, Runtime};
+use crate::bundling::units;
 use crate::util::progress::Reporter;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -156,7 +157,7 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
         }
     }
     let report = batch_import(&req, reporter).await?;
-    reporter.notice(super::batch::format_report(&report));
+    reporter.notice(crate::bundling::batch::format_report(&report));
 
     if args.tar_only.is_some() {
         for runtime in plans.keys() {
