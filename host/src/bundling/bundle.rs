@@ -29,8 +29,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
+use super::error::{refuse, Context, Result};
 use super::spec::{Policy, Runtime};
 
 /// Where bundles live in a rootfs.
@@ -75,7 +74,7 @@ pub fn parse_bundle_spec(spec: &str) -> Result<Vec<BundleSpecEntry>> {
             },
             Some((s, p)) => match parse_policy(p) {
                 Some(pol) if !s.contains(':') => (s, Some(pol)),
-                _ => bail!(
+                _ => refuse!(
                     "CONTAINER_BUNDLES entry '{raw}': a local entry is `recipe[:policy]` with a \
                      policy of {} (remote images have a registry path, e.g. \
                      docker.io/library/busybox:1.36)",
@@ -88,10 +87,10 @@ pub fn parse_bundle_spec(spec: &str) -> Result<Vec<BundleSpecEntry>> {
             || source.starts_with('-')
             || source.chars().any(|c| c.is_control() || c == '=')
         {
-            bail!("CONTAINER_BUNDLES entry '{raw}': '{source}' is not a valid source");
+            refuse!("CONTAINER_BUNDLES entry '{raw}': '{source}' is not a valid source");
         }
         if out.iter().any(|e| e.source == source) {
-            bail!("CONTAINER_BUNDLES lists '{source}' twice");
+            refuse!("CONTAINER_BUNDLES lists '{source}' twice");
         }
         out.push(BundleSpecEntry {
             source: source.to_string(),
@@ -100,7 +99,7 @@ pub fn parse_bundle_spec(spec: &str) -> Result<Vec<BundleSpecEntry>> {
         });
     }
     if out.is_empty() {
-        bail!("CONTAINER_BUNDLES is empty");
+        refuse!("CONTAINER_BUNDLES is empty");
     }
     Ok(out)
 }
@@ -175,7 +174,7 @@ fn resolve_layout(entry: &BundleSpecEntry, inputs: &CreateInputs) -> Result<Path
             tried.push(p);
         }
     }
-    bail!(
+    refuse!(
         "Container OCI directory not found for '{}' (tried: {}){}",
         entry.source,
         if tried.is_empty() {
@@ -211,7 +210,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             .map(|_| ())
             .with_context(|| format!("copying {} to {}", src.display(), dst.display()))
     } else {
-        bail!("{} is neither a file nor a directory", src.display())
+        refuse!("{} is neither a file nor a directory", src.display())
     }
 }
 
@@ -234,17 +233,17 @@ pub fn create(
     inputs: &CreateInputs,
 ) -> Result<Vec<BundleEntry>> {
     if pn.is_empty() || pn.contains(['/', '\n']) || pn.starts_with('.') {
-        bail!("package name {pn:?} is not usable as a file name");
+        refuse!("package name {pn:?} is not usable as a file name");
     }
     match fs::read_dir(out).map(|mut d| d.next().is_none()) {
-        Ok(false) => bail!("{} exists and is not empty", out.display()),
+        Ok(false) => refuse!("{} exists and is not empty", out.display()),
         Ok(true) => fs::remove_dir(out).with_context(|| format!("replacing {}", out.display()))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("inspecting {}", out.display())),
     }
     for (s, _) in inputs.oci.iter().chain(&inputs.service_files) {
         if !entries.iter().any(|e| e.source == *s) {
-            bail!("'{s}' is given a layout or service file but is not in CONTAINER_BUNDLES");
+            refuse!("'{s}' is given a layout or service file but is not in CONTAINER_BUNDLES");
         }
     }
     let parent = match out.parent() {
@@ -269,7 +268,7 @@ pub fn create(
         let image_ref = image_ref_for(entry);
         let oci_name = sanitize(&image_ref);
         if seen_names.contains(&oci_name) {
-            bail!("two entries would both be imported as {image_ref}");
+            refuse!("two entries would both be imported as {image_ref}");
         }
         copy_tree(&layout, &rt_dir.join("oci").join(&oci_name))?;
         refs.push_str(&format!("{oci_name}:{image_ref}\n"));
@@ -343,7 +342,7 @@ pub fn discover(rootfs: &Path) -> Result<Vec<BundleEntry>> {
     match fs::symlink_metadata(&dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("inspecting {}", dir.display())),
-        Ok(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
+        Ok(m) if !m.is_dir() => refuse!("{} is not a directory", dir.display()),
         Ok(_) => {}
     }
     discover_in(&dir)
@@ -385,7 +384,7 @@ fn discover_in(dir: &Path) -> Result<Vec<BundleEntry>> {
         let refs_path = dir.join(runtime.name()).join(format!("{pn}.refs"));
         let refs = read_lines(&refs_path)?;
         if refs.len() != metas.len() {
-            bail!(
+            refuse!(
                 "{} has {} lines but {} has {}",
                 refs_path.display(),
                 refs.len(),
@@ -395,7 +394,7 @@ fn discover_in(dir: &Path) -> Result<Vec<BundleEntry>> {
         }
         for ((source, rt, policy), line) in metas.into_iter().zip(refs) {
             if rt != runtime {
-                bail!(
+                refuse!(
                     "{}: mixes runtimes {} and {}",
                     meta_path.display(),
                     runtime,
@@ -406,11 +405,11 @@ fn discover_in(dir: &Path) -> Result<Vec<BundleEntry>> {
                 .split_once(':')
                 .with_context(|| format!("{}: malformed line {line:?}", refs_path.display()))?;
             if oci_name.is_empty() || oci_name.contains('/') || oci_name.starts_with('.') {
-                bail!("{}: bad OCI name {oci_name:?}", refs_path.display());
+                refuse!("{}: bad OCI name {oci_name:?}", refs_path.display());
             }
             let oci_dir = dir.join(rt.name()).join("oci").join(oci_name);
             if !oci_dir.is_dir() {
-                bail!("{}: {} is missing", refs_path.display(), oci_dir.display());
+                refuse!("{}: {} is missing", refs_path.display(), oci_dir.display());
             }
             let service = dir.join(rt.name()).join("services").join(format!(
                 "{}.{}",

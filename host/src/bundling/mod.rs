@@ -5,7 +5,10 @@
 
 pub mod batch;
 pub mod bundle;
+mod error;
 pub mod remote;
 pub mod rootfs;
 pub mod spec;
 pub mod units;
+
+pub use error::BundlingError;

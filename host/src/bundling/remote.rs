@@ -22,11 +22,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
+use super::error::{refuse, Context, Result};
 use crate::guest::boot_image::ensure_image;
 use crate::guest::instance::{Instance, InstanceConfig, StateChoice};
 use crate::guest::options::GuestOptions;
@@ -69,14 +69,14 @@ impl PinnedRef {
         let s = s.trim();
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => (n, d),
-            None => bail!(
+            None => refuse!(
                 "remote image '{s}' has no digest: remote images are fetched by a pinned digest \
                  only. Write it as '{s}@sha256:<64 hex>'; get the digest with: skopeo inspect \
                  docker://{s} | jq -r .Digest"
             ),
         };
         if !is_sha256_digest(digest) {
-            bail!(
+            refuse!(
                 "remote image '{s}': '{digest}' is not a sha256 digest (expected sha256: and 64 \
                  lowercase hex digits)"
             );
@@ -95,11 +95,11 @@ impl PinnedRef {
                     .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
         };
         if !valid(name) || name.starts_with('-') || name.starts_with('/') {
-            bail!("remote image '{s}': '{name}' is not an image name");
+            refuse!("remote image '{s}': '{name}' is not an image name");
         }
         if let Some(t) = tag {
             if t.is_empty() || t.contains('/') || !valid(t) || t.len() > 128 {
-                bail!("remote image '{s}': '{t}' is not a tag");
+                refuse!("remote image '{s}': '{t}' is not a tag");
             }
         }
         Ok(PinnedRef {
@@ -197,7 +197,7 @@ fn check_out_dir(out: &Path) -> Result<()> {
     match std::fs::read_dir(out) {
         Ok(mut d) => {
             if d.next().is_some() {
-                bail!(
+                refuse!(
                     "output directory {} exists and is not empty; refusing to overwrite it",
                     out.display()
                 );
@@ -298,7 +298,7 @@ pub fn select_platform(index: &serde_json::Value, arch: Arch) -> Result<(String,
     candidates.sort_by_key(|c| c.0);
     match candidates.into_iter().next() {
         Some((_, d, p)) => Ok((d, p)),
-        None => bail!(
+        None => refuse!(
             "the index has no image for linux/{want} (it has: {})",
             if seen.is_empty() {
                 "nothing".to_string()
@@ -362,7 +362,7 @@ pub async fn fetch_in_guest(
     argv.push(by_digest(&image.digest));
     let out_raw = guest_run(transport, &argv).await?;
     if out_raw.status != ExitStatus::Code(0) {
-        bail!(
+        refuse!(
             "cannot fetch {image}: skopeo inspect failed ({:?}): {}",
             out_raw.status,
             String::from_utf8_lossy(&out_raw.stderr).trim()
@@ -370,7 +370,7 @@ pub async fn fetch_in_guest(
     }
     let got = sha256_digest(&out_raw.stdout);
     if got != image.digest {
-        bail!(
+        refuse!(
             "{image}: the registry's manifest has digest {got}, not the requested {}",
             image.digest
         );
@@ -384,13 +384,13 @@ pub async fn fetch_in_guest(
         argv.push(by_digest(&d));
         let o = guest_run(transport, &argv).await?;
         if o.status != ExitStatus::Code(0) {
-            bail!(
+            refuse!(
                 "cannot fetch the {p} manifest {d} of {image}: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             );
         }
         if sha256_digest(&o.stdout) != d {
-            bail!("{image}: the {p} manifest does not match its digest {d}");
+            refuse!("{image}: the {p} manifest does not match its digest {d}");
         }
         (Some(image.digest.clone()), d, p, o.stdout)
     } else {
@@ -419,7 +419,7 @@ pub async fn fetch_in_guest(
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let o = guest_run(transport, &argv).await?;
         if o.status != ExitStatus::Code(0) {
-            bail!(
+            refuse!(
                 "preparing {work} in the guest ({}): {}",
                 argv[0],
                 String::from_utf8_lossy(&o.stderr).trim()
@@ -448,7 +448,7 @@ pub async fn fetch_in_guest(
     argv.push(format!("oci:{layout_guest}:{ref_name}"));
     let o = guest_run(transport, &argv).await?;
     if o.status != ExitStatus::Code(0) {
-        bail!(
+        refuse!(
             "cannot fetch {image}: skopeo copy failed ({:?}): {}",
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
@@ -525,7 +525,7 @@ fn check_layout(
         .and_then(|m| m.as_array())
         .context("index.json has no manifests")?;
     let [entry] = manifests.as_slice() else {
-        bail!("index.json lists {} manifests, expected 1", manifests.len());
+        refuse!("index.json lists {} manifests, expected 1", manifests.len());
     };
     let digest = entry
         .get("digest")
@@ -542,7 +542,7 @@ fn check_layout(
             .context("parsing the layout's manifest")?;
     match content_digests(&m) {
         Some(c) if &c == expected => Ok(digest),
-        _ => bail!(
+        _ => refuse!(
             "its manifest {digest} is neither {manifest_digest} nor a conversion of it (config \
              or layers differ)"
         ),

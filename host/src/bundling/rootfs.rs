@@ -32,10 +32,10 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-
-use super::spec::Runtime;
 use vcontainer_oci::xattrs::Xattr;
+
+use super::error::{refuse, Context, Result};
+use super::spec::Runtime;
 
 /// Options of [`install_storage`].
 #[derive(Debug, Clone, Default)]
@@ -73,7 +73,7 @@ pub fn require_root() -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    bail!(
+    refuse!(
         "installing engine storage into a rootfs needs root or a root emulation: ownership, xattrs \
          and whiteout device nodes must be kept (run under fakeroot or pseudo, as Yocto's do_rootfs \
          does), or keep only the storage tar (--tar-only) and install it later; nothing was changed"
@@ -92,12 +92,12 @@ pub fn install_storage(
     let meta =
         fs::metadata(rootfs).with_context(|| format!("target rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
-        bail!("target rootfs {} is not a directory", rootfs.display());
+        refuse!("target rootfs {} is not a directory", rootfs.display());
     }
     let checked = check_storage_tar(storage, top)?;
     let dest = rootfs.join(parent_rel).join(top);
     let replaced = match fs::symlink_metadata(&dest) {
-        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => bail!(
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => refuse!(
             "{} exists and is not a directory; refusing to install {engine} storage over it",
             dest.display()
         ),
@@ -107,7 +107,7 @@ pub fn install_storage(
                 .next()
                 .is_none();
             if !empty && !opts.replace {
-                bail!(
+                refuse!(
                     "{} already holds {engine} storage; pass --replace to replace it (to keep its \
                      images, seed the batch import with it instead)",
                     dest.display()
@@ -128,7 +128,7 @@ pub fn install_storage(
     let extracted = staging.path().join(top);
     match fs::symlink_metadata(&extracted) {
         Ok(m) if m.is_dir() => {}
-        _ => bail!("{}: the archive has no {top}/ directory", storage.display()),
+        _ => refuse!("{}: the archive has no {top}/ directory", storage.display()),
     }
     if dest.exists() {
         // Move the old one aside inside the staging dir (removed with it), then the new one in.
@@ -161,12 +161,12 @@ fn make_dirs_no_symlinks(rootfs: &Path, rel: &Path) -> Result<PathBuf> {
     for c in rel.components() {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => bail!(
+            Ok(m) if m.file_type().is_symlink() => refuse!(
                 "{} is a symlink in the target rootfs; refusing to install storage through it",
                 cur.display()
             ),
             Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!("{} exists and is not a directory", cur.display()),
+            Ok(_) => refuse!("{} exists and is not a directory", cur.display()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 use std::os::unix::fs::DirBuilderExt;
                 fs::DirBuilder::new()
@@ -216,11 +216,11 @@ pub fn check_storage_tar(path: &Path, top: &str) -> Result<CheckedTar> {
     let mut symlinks: HashSet<Vec<u8>> = HashSet::new();
     let mut checked = CheckedTar::default();
     let bad = |name: &[u8], why: &str| {
-        anyhow::anyhow!(
+        super::BundlingError::Invalid(format!(
             "{}: refusing storage tar entry {:?}: {why}; nothing was installed",
             path.display(),
             String::from_utf8_lossy(name)
-        )
+        ))
     };
     for entry in archive
         .entries()
@@ -293,7 +293,7 @@ pub fn check_storage_tar(path: &Path, top: &str) -> Result<CheckedTar> {
         seen.insert(joined);
     }
     if checked.entries == 0 {
-        bail!("{}: the storage tar is empty", path.display());
+        refuse!("{}: the storage tar is empty", path.display());
     }
     Ok(checked)
 }
@@ -374,7 +374,7 @@ fn extract_with_gnu_tar(archive: &Path, dest: &Path) -> Result<()> {
         .output()
         .context("running GNU tar (is `tar` installed?)")?;
     if !out.status.success() {
-        bail!(
+        refuse!(
             "GNU tar failed to extract {} ({}): {}; nothing was installed",
             archive.display(),
             out.status,
