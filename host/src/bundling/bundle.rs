@@ -48,14 +48,6 @@ fn parse_policy(s: &str) -> Option<Policy> {
     Policy::ALL.into_iter().find(|p| p.name() == s)
 }
 
-fn parse_runtime(s: &str) -> Option<Runtime> {
-    match s {
-        "docker" => Some(Runtime::Docker),
-        "podman" => Some(Runtime::Podman),
-        _ => None,
-    }
-}
-
 fn policy_names() -> String {
     Policy::ALL.map(|p| p.name()).join(", ")
 }
@@ -330,9 +322,9 @@ fn parse_meta_line(line: &str) -> Option<(String, Runtime, Option<Policy>)> {
     let (rest, last) = line.rsplit_once(':')?;
     if let Some(policy) = parse_policy(last) {
         let (source, rt) = rest.rsplit_once(':')?;
-        return Some((source.to_string(), parse_runtime(rt)?, Some(policy)));
+        return Some((source.to_string(), Runtime::from_engine(rt)?, Some(policy)));
     }
-    Some((rest.to_string(), parse_runtime(last)?, None))
+    Some((rest.to_string(), Runtime::from_engine(last)?, None))
 }
 
 /// The bundles in `rootfs` (`<rootfs>/usr/share/container-bundles`), in package then entry order.

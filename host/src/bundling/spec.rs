@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::state::Tool;
+
 /// The entry form, quoted in every grammar error.
 pub const ENTRY_FORM: &str = "name[:runtime[:policy]][:external]";
 
@@ -44,18 +46,20 @@ impl Runtime {
     pub const ALL: [Runtime; 2] = [Runtime::Docker, Runtime::Podman];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Runtime::Docker => "docker",
-            Runtime::Podman => "podman",
-        }
+        self.tool().engine()
     }
 
     /// The tool (vdkr or vpdmn) whose guest carries this engine.
-    pub fn tool(self) -> crate::state::Tool {
+    pub fn tool(self) -> Tool {
         match self {
-            Runtime::Docker => crate::state::Tool::Vdkr,
-            Runtime::Podman => crate::state::Tool::Vpdmn,
+            Runtime::Docker => Tool::Vdkr,
+            Runtime::Podman => Tool::Vpdmn,
         }
+    }
+
+    /// The runtime of the engine called `engine` (`docker`, `podman`).
+    pub fn from_engine(engine: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|r| r.name() == engine)
     }
 
     /// Upstream's `get_default_container_runtime`: `podman` when `CONTAINER_PROFILE` is
@@ -78,13 +82,8 @@ impl std::str::FromStr for Runtime {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "docker" => Ok(Runtime::Docker),
-            "podman" => Ok(Runtime::Podman),
-            other => Err(format!(
-                "unknown runtime '{other}'; allowed: docker, podman"
-            )),
-        }
+        Runtime::from_engine(s)
+            .ok_or_else(|| format!("unknown runtime '{s}'; allowed: docker, podman"))
     }
 }
 

@@ -141,11 +141,7 @@ pub fn unowned_vms() -> Vec<UnownedVm> {
             let crate::vm::scan::VmProcessKind::Qemu { engine, arch, .. } = &p.kind else {
                 return None;
             };
-            let tool = match engine.as_str() {
-                "docker" => Tool::Vdkr,
-                "podman" => Tool::Vpdmn,
-                _ => return None,
-            };
+            let tool = Tool::from_engine(engine)?;
             let dir = p.state_dir()?.to_path_buf();
             let state =
                 StateDir::resolve(tool, &dir, &StateLocation::Explicit(dir.clone())).ok()?;

@@ -6,79 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vcontainer_initramfs::Arch;
 
-use super::StateError;
-
-/// Which tool owns the state: the two never share a directory, since their state disks hold
-/// different engines' storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tool {
-    Vdkr,
-    Vpdmn,
-}
-
-impl Tool {
-    pub fn name(self) -> &'static str {
-        match self {
-            Tool::Vdkr => "vdkr",
-            Tool::Vpdmn => "vpdmn",
-        }
-    }
-
-    /// The container engine in the guest, as passed to the agent.
-    pub fn engine(self) -> &'static str {
-        match self {
-            Tool::Vdkr => "docker",
-            Tool::Vpdmn => "podman",
-        }
-    }
-
-    /// `~/.vdkr` or `~/.vpdmn`, upstream's base directory.
-    pub fn default_base(self, home: &Path) -> PathBuf {
-        home.join(format!(".{}", self.name()))
-    }
-
-    pub fn engine_kind(self) -> vcontainer_protocol::EngineKind {
-        match self {
-            Tool::Vdkr => vcontainer_protocol::EngineKind::Docker,
-            Tool::Vpdmn => vcontainer_protocol::EngineKind::Podman,
-        }
-    }
-
-    /// The engine's CLI inside the guest.
-    pub fn engine_cli(self) -> &'static str {
-        self.engine()
-    }
-
-    /// Prefix of the tool's environment variables (`VDKR_ARCH`, …).
-    pub fn env_prefix(self) -> &'static str {
-        match self {
-            Tool::Vdkr => "VDKR",
-            Tool::Vpdmn => "VPDMN",
-        }
-    }
-
-    /// The tool an executable name selects, and the arch a `vdkr-<arch>` name selects.
-    pub fn from_argv0(argv0: &str) -> Option<(Tool, Option<&str>)> {
-        let base = argv0.rsplit('/').next().unwrap_or(argv0);
-        let (name, arch) = match base.split_once('-') {
-            Some((n, a)) => (n, Some(a)),
-            None => (base, None),
-        };
-        let tool = match name {
-            "vdkr" => Tool::Vdkr,
-            "vpdmn" => Tool::Vpdmn,
-            _ => return None,
-        };
-        Some((tool, arch))
-    }
-
-    fn state_image(self) -> &'static str {
-        match self {
-            Tool::Vdkr => "docker-state.img",
-            Tool::Vpdmn => "podman-state.img",
-        }
-    }
-}
+use super::{StateError, Tool};
 
 /// How the user chose the state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,15 +167,6 @@ fn validate_instance_name(name: &str) -> Result<(), StateError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn argv0_selects_tool_and_arch() {
-        assert_eq!(
-            Tool::from_argv0("/usr/bin/vdkr-aarch64"),
-            Some((Tool::Vdkr, Some("aarch64")))
-        );
-        assert_eq!(Tool::from_argv0("vpdmn"), Some((Tool::Vpdmn, None)));
-        assert_eq!(Tool::from_argv0("/x/vcontainer"), None);
-    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -7,9 +7,11 @@ mod disk;
 mod error;
 mod instance;
 mod lock;
+mod tool;
 
-pub use dir::{StateDir, StateLocation, Tool};
+pub use dir::{StateDir, StateLocation};
 pub use disk::{find_mke2fs, EphemeralStateDisk, StateDisk, DEFAULT_STATE_DISK_SIZE};
 pub use error::StateError;
 pub use instance::{write_pid_file, InstanceRecord, ProcessRecord};
 pub use lock::{is_locked, InstanceLock, LockWait};
+pub use tool::Tool;
