@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use vcontainer_protocol::EngineKind;
 
+use crate::engine::storage::{guest_storage_parent, storage_name};
+
 #[derive(Debug, Clone)]
 pub struct Layout {
     /// True in the guest (PID 1); false in host test mode.
@@ -23,23 +25,11 @@ pub struct Layout {
     pub etc_dir: PathBuf,
 }
 
-/// Storage tar top-level name per engine.
-pub fn storage_name(engine: EngineKind) -> &'static str {
-    match engine {
-        EngineKind::Docker => "docker",
-        EngineKind::Podman | EngineKind::None => "storage",
-    }
-}
-
 impl Layout {
     /// The guest: storage is bind-mounted from the state disk onto the engine's usual place, so
     /// exports are `-C /var/lib docker` or `-C /var/lib/containers storage`.
     pub fn guest(engine: EngineKind) -> Self {
-        let storage_parent = match engine {
-            EngineKind::Docker => "/var/lib",
-            EngineKind::Podman => "/var/lib/containers",
-            EngineKind::None => "/mnt/state",
-        };
+        let storage_parent = guest_storage_parent(engine).unwrap_or("/mnt/state");
         Self {
             guest: true,
             state_dir: "/mnt/state".into(),

@@ -12,6 +12,7 @@ use nix::sys::resource::{setrlimit, Resource};
 use vcontainer_protocol::EngineKind;
 
 use crate::cmdline::BootArgs;
+use crate::engine::storage::{guest_storage_parent, state_disk_dir, storage_name};
 use crate::fsops::{mkdir_p, mount_at, mount_fs, remove_dir_contents, FsError};
 use crate::layout::Layout;
 use crate::loopback::bring_up_loopback;
@@ -164,14 +165,14 @@ fn format_state_disk(dev: &Path) -> Result<(), BootError> {
 
 /// Binds the engine's directory on the state disk over its usual place in the root image.
 fn bind_storage(engine: EngineKind) -> Result<(), BootError> {
-    let (on_state, target) = match engine {
-        EngineKind::Docker => ("docker", "/var/lib/docker"),
-        EngineKind::Podman => ("containers", "/var/lib/containers/storage"),
-        EngineKind::None => return Ok(()),
+    let (Some(on_state), Some(parent)) = (state_disk_dir(engine), guest_storage_parent(engine))
+    else {
+        return Ok(());
     };
     let source = Path::new(STATE_MOUNT).join(on_state);
+    let target = Path::new(parent).join(storage_name(engine));
     mkdir_p(&source)?;
-    mount_at(&source, Path::new(target), MsFlags::MS_BIND)?;
+    mount_at(&source, &target, MsFlags::MS_BIND)?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod none;
 mod ping;
 mod podman;
 pub mod registry;
+pub mod storage;
 
 use std::future::Future;
 use std::io;
