@@ -55,7 +55,6 @@ impl ToolRun<'_> {
     /// thread cannot deadlock because stdout goes to a file, not a pipe.
     pub fn run(&self, cmd: &mut Command, on_line: &mut dyn FnMut(&str)) -> Result<()> {
         let command = describe(cmd);
-        tracing::debug!(%command, log = %self.log.display(), "running");
         let mut log = File::options()
             .create(true)
             .append(true)

@@ -90,9 +90,8 @@ async fn accept_loop(listener: UnixListener, transport: Arc<dyn Transport>) {
                 Ok((client, _)) => {
                     conns.spawn(serve_client(client, Arc::clone(&transport)));
                 }
-                Err(e) => {
+                Err(_) => {
                     // Out of descriptors and the like: back off instead of spinning.
-                    tracing::debug!("engine API proxy: accept: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -113,7 +112,7 @@ async fn serve_client(client: UnixStream, transport: Arc<dyn Transport>) {
     let conn = match open(&*transport).await {
         Ok(conn) => conn,
         Err(e) => {
-            tracing::debug!("engine API proxy: {e}");
+            // The client is told why (an HTTP 502 with the reason); nobody else needs to know.
             refuse(client, &e.to_string()).await;
             return;
         }
@@ -124,9 +123,9 @@ async fn serve_client(client: UnixStream, transport: Arc<dyn Transport>) {
         client_to_agent(client_rd, agent_wr),
         agent_to_client(agent_rd, client_wr)
     );
-    if let Err(e) = pumped {
-        tracing::debug!("engine API proxy: connection ended: {e}");
-    }
+    // A connection that ends in an error ends for its client only: the engine's CLI reports
+    // it, and the proxy goes on serving the others.
+    let _ = pumped;
 }
 
 /// An EngineApi connection the agent has confirmed (engine running, socket connected).
@@ -146,10 +145,8 @@ async fn client_to_agent(
         let n = match client.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => {
-                tracing::debug!("engine API proxy: reading from the client: {e}");
-                break;
-            }
+            // A client that cannot be read any more has ended its request.
+            Err(_) => break,
         };
         agent.send(&HostMsg::Data(buf[..n].to_vec())).await?;
     }
@@ -168,8 +165,8 @@ async fn agent_to_client(
         match agent.recv().await? {
             AgentMsg::Data(bytes) => {
                 if open {
-                    if let Err(e) = client.write_all(&bytes).await {
-                        tracing::debug!("engine API proxy: client stopped reading: {e}");
+                    // A client that stopped reading gets no more bytes; see above.
+                    if client.write_all(&bytes).await.is_err() {
                         open = false;
                     }
                 }
