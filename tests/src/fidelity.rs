@@ -103,7 +103,7 @@ pub fn build_fixture(root: &Path) {
 
 fn chown(path: &Path, uid: u32, gid: u32) {
     nix::unistd::fchownat(
-        None,
+        nix::fcntl::AT_FDCWD,
         path,
         Some(nix::unistd::Uid::from_raw(uid)),
         Some(nix::unistd::Gid::from_raw(gid)),
@@ -130,7 +130,7 @@ fn set_times(root: &Path) {
     paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in paths {
         nix::sys::stat::utimensat(
-            None,
+            nix::fcntl::AT_FDCWD,
             &p,
             &t,
             &t,

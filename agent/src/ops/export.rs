@@ -1,7 +1,6 @@
 //! ExportStorage: stop the engine so its storage is consistent, then stream GNU tar of the
 //! storage directory (xattrs, numeric owners, sparse files: what overlay2 trees need).
 
-use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 use nix::fcntl::{fcntl, FcntlArg};
@@ -53,7 +52,7 @@ pub async fn export_storage(agent: &Agent, wr: &mut FrameWriter) -> Result<(), O
         return Err(OpError::new(ErrorKind::Io, "tar pipes missing"));
     };
     // A bigger pipe means fewer wakeups per chunk; best effort.
-    let _ = fcntl(stdout.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let _ = fcntl(&stdout, FcntlArg::F_SETPIPE_SZ(1 << 20));
     let stderr_task = tokio::spawn(async move {
         let mut tail = TailBuffer::new(8192);
         let mut buf = [0u8; 4096];

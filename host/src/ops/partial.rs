@@ -58,9 +58,9 @@ impl PartialOutput {
                 let proc_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
                 let link_path: &Path = link.as_ref();
                 nix::unistd::linkat(
-                    None,
+                    nix::fcntl::AT_FDCWD,
                     proc_fd.as_path(),
-                    None,
+                    nix::fcntl::AT_FDCWD,
                     link_path,
                     nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
                 )
