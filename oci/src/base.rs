@@ -10,13 +10,12 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest, Sha256};
 
+use super::blob::{self, BlobError};
 use super::tree::{Node, NodeKind};
 use super::OciError;
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-/// index.json, manifests and configs larger than this are refused.
-const MAX_JSON: u64 = 8 * 1024 * 1024;
 
 /// What the base has at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,26 +201,17 @@ pub fn whiteout_name(path: &Path) -> PathBuf {
 }
 
 fn blob_path(root: &Path, d: &Descriptor) -> Result<PathBuf, OciError> {
-    let digest = d.digest().to_string();
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| OciError::Base {
-            path: root.to_path_buf(),
-            reason: format!("unsupported digest {digest}"),
-        })?;
-    Ok(root.join("blobs/sha256").join(hex))
+    blob::blob_path(root, d).map_err(|e| OciError::Base {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
-    let f = File::open(path).map_err(|e| OciError::io(path, e))?;
-    let mut bytes = Vec::new();
-    f.take(MAX_JSON + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| OciError::io(path, e))?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(OciError::Invalid(format!("{}: too large", path.display())));
-    }
+    let bytes = blob::read_json_bytes(path).map_err(|e| match e {
+        BlobError::Io(e) => OciError::io(path, e),
+        other => OciError::Invalid(format!("{}: {other}", path.display())),
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))
 }

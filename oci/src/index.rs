@@ -12,24 +12,21 @@ use oci_spec::image::{
 };
 
 use super::base::file_sha256;
+use super::blob::{self, BlobError};
 use super::layout::LayoutWriter;
 use super::OciError;
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
-    let bytes = std::fs::read(path).map_err(|e| OciError::io(path, e))?;
+    let bytes = blob::read_json_bytes(path).map_err(|e| match e {
+        BlobError::Io(e) => OciError::io(path, e),
+        other => OciError::Invalid(format!("{}: {other}", path.display())),
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))
 }
 
 fn blob(root: &Path, d: &Descriptor) -> Result<PathBuf, OciError> {
-    let digest = d.digest().to_string();
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            OciError::Invalid(format!("{}: unsupported digest {digest}", root.display()))
-        })?;
-    Ok(root.join("blobs/sha256").join(hex))
+    blob::blob_path(root, d).map_err(|e| OciError::Invalid(format!("{}: {e}", root.display())))
 }
 
 /// Assembles `layouts` (each holding exactly one image) into a multi-arch layout at `out`.

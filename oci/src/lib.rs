@@ -21,6 +21,7 @@
 //! ```
 
 pub mod base;
+pub mod blob;
 pub mod build;
 pub mod cache;
 mod error;

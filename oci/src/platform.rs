@@ -7,14 +7,15 @@
 //! path, `variant` and `os` ignored). Here the JSON is parsed with serde (oci-spec types).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
     Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType, Platform,
 };
 
-const MAX_JSON: u64 = 4 * 1024 * 1024;
+use crate::blob::{self, BlobError};
+
 const MAX_NESTING: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -371,14 +372,7 @@ fn blob_hex(root: &Path, referrer: &Path, d: &Descriptor) -> Result<String, Plat
         path: referrer.to_path_buf(),
         digest: digest.clone(),
     };
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        })
-        .ok_or_else(missing)?;
+    let hex = blob::sha256_hex(&digest).ok_or_else(missing)?;
     if !root.join("blobs/sha256").join(hex).is_file() {
         return Err(missing());
     }
@@ -396,23 +390,16 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 fn read_json(path: &Path) -> Result<Vec<u8>, PlatformError> {
-    let io_err = |source| PlatformError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    File::open(path)
-        .map_err(io_err)?
-        .take(MAX_JSON + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(PlatformError::Malformed {
+    blob::read_json_bytes(path).map_err(|e| match e {
+        BlobError::Io(source) => PlatformError::Io {
             path: path.to_path_buf(),
-            reason: format!("larger than {MAX_JSON} bytes"),
-        });
-    }
-    Ok(bytes)
+            source,
+        },
+        other => PlatformError::Malformed {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 /// Writes the selection as an OCI layout tar: `oci-layout`, the single-entry `index.json`, and

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 
+use crate::blob::{self, BlobError, MAX_JSON};
+
 #[derive(Debug, thiserror::Error)]
 pub enum OciLayoutError {
     #[error("{0} does not exist")]
@@ -68,7 +70,6 @@ pub fn validate_oci_layout(root: &Path) -> Result<ValidatedLayout, OciLayoutErro
     Ok(v)
 }
 
-const MAX_JSON: u64 = 4 * 1024 * 1024;
 const MAX_NESTING: usize = 4;
 
 fn check_descriptor_tree(
@@ -121,15 +122,7 @@ fn parse_index(path: &Path, bytes: &[u8]) -> Result<ImageIndex, OciLayoutError> 
 /// outside `blobs/`.
 fn blob_path(root: &Path, referrer: &Path, d: &Descriptor) -> Result<PathBuf, OciLayoutError> {
     let digest = d.digest().to_string();
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        })
-        .ok_or_else(|| OciLayoutError::BadDigest(digest.clone()))?;
-    let path = root.join("blobs").join("sha256").join(hex);
+    let path = blob::blob_path(root, d).map_err(|_| OciLayoutError::BadDigest(digest.clone()))?;
     if !path.is_file() {
         return Err(OciLayoutError::MissingBlob {
             path: referrer.to_path_buf(),
@@ -176,20 +169,14 @@ fn verify_blob(path: &Path, d: &Descriptor) -> Result<Option<Vec<u8>>, OciLayout
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, OciLayoutError> {
-    let io_err = |source| OciLayoutError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_JSON + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(OciLayoutError::Malformed {
+    blob::read_json_bytes(path).map_err(|e| match e {
+        BlobError::Io(source) => OciLayoutError::Io {
             path: path.to_path_buf(),
-            reason: format!("larger than {MAX_JSON} bytes"),
-        });
-    }
-    Ok(bytes)
+            source,
+        },
+        other => OciLayoutError::Malformed {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
 }

@@ -55,11 +55,7 @@ impl std::fmt::Display for PinnedRef {
 }
 
 fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    vcontainer_oci::blob::sha256_hex(d).is_some()
 }
 
 impl PinnedRef {
@@ -537,9 +533,10 @@ fn check_layout(
         return Ok(digest);
     }
     let blob = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let bytes =
+        vcontainer_oci::blob::read_json_bytes(&blob).context("reading the layout's manifest")?;
     let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&blob).context("reading the layout's manifest")?)
-            .context("parsing the layout's manifest")?;
+        serde_json::from_slice(&bytes).context("parsing the layout's manifest")?;
     match content_digests(&m) {
         Some(c) if &c == expected => Ok(digest),
         _ => refuse!(
