@@ -343,7 +343,7 @@ fn set_xattrs(dir: &Path, entries: &[(PathBuf, Vec<Xattr>)]) -> Result<()> {
 const BACKING_FS_BLOCK_DEV: &str = "docker/volumes/backingFsBlockDev";
 
 /// GNU tar's argv to extract `archive` into `dest`, keeping owners, modes and devices (the
-/// xattrs are [`set_xattrs`]' part).
+/// xattrs are `set_xattrs`' part).
 pub fn gnu_tar_args(archive: &Path, dest: &Path) -> Vec<std::ffi::OsString> {
     let mut v: Vec<std::ffi::OsString> = [
         "--extract",

@@ -48,6 +48,8 @@ pub struct EngineArgs {
     #[arg(long, global = true)]
     pub no_daemon: bool,
     /// Default registry for unqualified image names (host[:port][/namespace]).
+    // The doc comment is the option's help text, brackets and all: not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "HOST", global = true)]
     pub registry: Option<String>,
     /// No default registry, not even the configured one.

@@ -160,7 +160,7 @@ pub fn unowned_vms() -> Vec<UnownedVm> {
 }
 
 /// Stops an orphan: a clean shutdown through its agent if its vsock backend still runs, then
-/// SIGKILL for what is left after [`ORPHAN_GRACE`].
+/// SIGKILL for what is left after `ORPHAN_GRACE`.
 pub async fn stop_orphan(state: &StateDir, orphan: &Orphan) {
     let backend = orphan.backend_pid.and_then(ProcessRecord::capture);
     let Some(qemu) = ProcessRecord::capture(orphan.qemu_pid).filter(|_| orphan.qemu_pid != 0)

@@ -1,5 +1,5 @@
 //! `instance.json`: what a memory-resident VM's later commands need to find it again. Pids are
-//! stored with their start times (field 22 of /proc/<pid>/stat, in clock ticks since boot) because a
+//! stored with their start times (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) because a
 //! bare pid may belong to an unrelated process after a reboot or a wrap-around; upstream's
 //! `kill -0 $(cat daemon.pid)` could signal a stranger.
 

@@ -37,7 +37,7 @@ pub struct InstanceLock {
 impl InstanceLock {
     /// Locks `dir` (which must exist). When the lock is taken and `wait` allows waiting,
     /// `on_wait` is called once with a message for the user ("waiting for another vdkr command
-    /// using <dir> (pid N)…") before waiting starts.
+    /// using DIR (pid N)…") before waiting starts.
     pub fn acquire(
         dir: &StateDir,
         wait: LockWait,

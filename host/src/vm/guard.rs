@@ -33,7 +33,7 @@ use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 use super::VmError;
 
-/// The argv[0] under which our binaries run as the guard.
+/// The `argv[0]` under which our binaries run as the guard.
 pub const GUARD_ARGV0: &str = "vcontainer-vm-guard";
 /// What the CLI writes to the guard when the VM becomes memory-resident.
 pub const DETACH_BYTE: u8 = b'D';

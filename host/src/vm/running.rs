@@ -189,7 +189,7 @@ impl RunningVm {
 
     /// Stops QEMU (SIGTERM, then SIGKILL after a grace period) and the backend, and reaps both.
     /// For a guest that did not shut down in time; the orderly path is the agent's shutdown
-    /// operation followed by [`RunningVm::wait_exit`]. Idempotent.
+    /// operation followed by [`RunningVm::wait_exit_async`]. Idempotent.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.qemu.take() {
             if matches!(child.try_wait(), Ok(None)) {

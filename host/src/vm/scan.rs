@@ -1,7 +1,7 @@
 //! Finding our VM processes by their command lines, for the ones no record owns any more: a VM
 //! left by a CLI killed before this version tied VMs to their CLI, or one whose state directory
 //! was deleted under it. Only processes that are provably ours are reported: a QEMU whose kernel
-//! command line carries `vcontainer.engine=`, a `vhost-device-vsock`, a guard by its argv[0].
+//! command line carries `vcontainer.engine=`, a `vhost-device-vsock`, a guard by its `argv[0]`.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
