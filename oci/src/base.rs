@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest, Sha256};
 
-use super::blob::{self, BlobError};
+use super::blob::{self, read_json};
 use super::tree::{Node, NodeKind};
 use super::OciError;
 
@@ -205,15 +205,6 @@ fn blob_path(root: &Path, d: &Descriptor) -> Result<PathBuf, OciError> {
         path: root.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
-    let bytes = blob::read_json_bytes(path).map_err(|e| match e {
-        BlobError::Io(e) => OciError::io(path, e),
-        other => OciError::Invalid(format!("{}: {other}", path.display())),
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))
 }
 
 pub(crate) fn file_sha256(path: &Path) -> Result<[u8; 32], OciError> {

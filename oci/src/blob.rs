@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
 
+use crate::OciError;
+
 /// The most JSON one index, manifest or config may hold. Real ones are a few KiB; an image
 /// config with a long history stays well under 1 MiB.
 pub const MAX_JSON: u64 = 4 * 1024 * 1024;
@@ -54,6 +56,17 @@ pub fn read_json_bytes(path: &Path) -> Result<Vec<u8>, BlobError> {
         return Err(BlobError::TooLarge);
     }
     Ok(bytes)
+}
+
+/// A JSON file of a layout, parsed: the builder's readers (base images, index assembly) report
+/// any failure as an [`OciError`] naming the file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
+    let bytes = read_json_bytes(path).map_err(|e| match e {
+        BlobError::Io(e) => OciError::io(path, e),
+        other => OciError::Invalid(format!("{}: {other}", path.display())),
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

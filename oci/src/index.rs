@@ -12,18 +12,9 @@ use oci_spec::image::{
 };
 
 use super::base::file_sha256;
-use super::blob::{self, BlobError};
+use super::blob::{self, read_json};
 use super::layout::LayoutWriter;
 use super::OciError;
-
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OciError> {
-    let bytes = blob::read_json_bytes(path).map_err(|e| match e {
-        BlobError::Io(e) => OciError::io(path, e),
-        other => OciError::Invalid(format!("{}: {other}", path.display())),
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| OciError::Invalid(format!("{}: {e}", path.display())))
-}
 
 fn blob(root: &Path, d: &Descriptor) -> Result<PathBuf, OciError> {
     blob::blob_path(root, d).map_err(|e| OciError::Invalid(format!("{}: {e}", root.display())))
@@ -40,7 +31,7 @@ pub fn assemble(layouts: &[PathBuf], out: &Path, tag: &str) -> Result<Vec<String
     let mut platforms = Vec::new();
     let mut seen = HashSet::new();
     for root in layouts {
-        let index: ImageIndex = read(&root.join("index.json"))?;
+        let index: ImageIndex = read_json(&root.join("index.json"))?;
         let [desc] = index.manifests().as_slice() else {
             return Err(OciError::Invalid(format!(
                 "{}: holds {} images; a per-arch layout must hold exactly one",
@@ -55,8 +46,8 @@ pub fn assemble(layouts: &[PathBuf], out: &Path, tag: &str) -> Result<Vec<String
             )));
         }
         let manifest_path = blob(root, desc)?;
-        let manifest: ImageManifest = read(&manifest_path)?;
-        let config: ImageConfiguration = read(&blob(root, manifest.config())?)?;
+        let manifest: ImageManifest = read_json(&manifest_path)?;
+        let config: ImageConfiguration = read_json(&blob(root, manifest.config())?)?;
         let arch = config.architecture().to_string();
         let mut platform = PlatformBuilder::default()
             .architecture(config.architecture().clone())
