@@ -1,7 +1,8 @@
 //! `vimport PATH [NAME:TAG]`: what PATH is, and how each kind gets into the engine.
 //!
 //! * OCI layout directory → validated on the host, sent with ImportOci (skopeo in the guest);
-//!   of a multi-arch layout only the guest arch's manifest and its blobs (ops::oci_platform).
+//!   of a multi-arch layout only the guest arch's manifest and its blobs
+//!   (`vcontainer_oci::platform`, streamed by `ops::oci_import`).
 //! * OCI archive (a tar of a layout) → unpacked safely on the host into a temporary directory,
 //!   validated, then as a layout. Unpacking costs a local copy but gives the same blob digest
 //!   checks and error messages as a layout directory before anything reaches the guest.
