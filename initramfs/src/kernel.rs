@@ -1,7 +1,9 @@
 //! The guest kernel and its module closure, from Debian bookworm's cloud kernel (small, virtio
 //! drivers as modules, boots fast under TCG). The metapackage `linux-image-cloud-<arch>` names the
 //! current ABI package; we download that `.deb` with a private apt setup and take from it the
-//! kernel image, `modules.builtin` and the `.ko` files of the closure.
+//! kernel image, `modules.builtin` and the `.ko` files of the closure. Modules may be shipped
+//! compressed (`.ko.xz`, `.ko.zst`, `.ko.gz`, as Debian from trixie on and most Yocto kernels do):
+//! they are indexed and written uncompressed, under their plain `.ko` paths (`modfile`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::apt::PrivateApt;
 use crate::arch::Arch;
 use crate::error::{BuildError, Result};
+use crate::modfile::{self, Compression};
 use crate::modinfo::{name_of_path, ModInfo};
 use crate::modules::{load_order, ModuleIndex, OPTIONAL_MODULES, REQUIRED_MODULES};
 use crate::progress::{Progress, Stage};
@@ -62,6 +65,42 @@ pub fn resolve(apt: &PrivateApt, arch: Arch) -> Result<crate::apt::Stanza> {
     apt.show(&image)
 }
 
+/// The module closure of `suite`'s cloud kernel for `arch`, extracted into `out` (which must
+/// exist), the package downloaded into `cache_dir`'s package cache unless it is there. What an
+/// image build does for [`KERNEL_SUITE`], for any suite: e.g. trixie's, whose modules are
+/// compressed.
+pub fn fetch_closure(
+    arch: Arch,
+    cache_dir: &Path,
+    suite: &str,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<KernelInfo> {
+    let debarch = arch.debian();
+    let apt = PrivateApt::create(
+        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
+        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
+        suite,
+        debarch,
+        &crate::sources::Mirrors::from_host()?,
+    )?;
+    // The lists may be missing or stale; one update is enough to find the kernel.
+    let stanza = match resolve(&apt, arch) {
+        Ok(s) => s,
+        Err(_) => {
+            apt.update()?;
+            resolve(&apt, arch)?
+        }
+    };
+    let package = KernelPackage {
+        package: stanza.require("Package")?.to_string(),
+        version: stanza.require("Version")?.to_string(),
+        sha256: stanza.require("SHA256")?.to_string(),
+    };
+    let deb = apt.download(&stanza)?;
+    extract(&deb, package, arch, out, progress)
+}
+
 /// Extracts the kernel image and the module closure from `deb` into `out` (which must exist)
 /// and returns what it wrote.
 pub fn extract(
@@ -78,7 +117,8 @@ pub fn extract(
     // Pass 1: kernel image, built-in list, every module's .modinfo.
     let mut kernel_version = None;
     let mut index = ModuleIndex::default();
-    let mut compressed_modules = 0usize;
+    // Plain `….ko` path → the file in the package and its compression.
+    let mut packed: BTreeMap<String, (String, Option<Compression>)> = BTreeMap::new();
     let vmlinuz_path = out.join(VMLINUZ);
     crate::deb::for_each_file(deb, &mut |path, reader| {
         if let Some(kver) = path.strip_prefix("boot/vmlinuz-") {
@@ -104,16 +144,16 @@ pub fn extract(
                 .read_to_string(&mut text)
                 .map_err(BuildError::io("reading modules.builtin", deb))?;
             index.add_builtin_list(&text);
-        } else if rel.ends_with(".ko.xz") || rel.ends_with(".ko.zst") || rel.ends_with(".ko.gz") {
-            compressed_modules += 1;
-        } else if let Some(name) = name_of_path(rel) {
-            let mut bytes = Vec::new();
-            reader
-                .read_to_end(&mut bytes)
-                .map_err(BuildError::io("reading module", deb))?;
+        } else if let Some((plain, compression)) = modfile::split(rel) {
+            let Some(name) = name_of_path(plain) else {
+                return Ok(());
+            };
+            let bytes = modfile::read(reader, compression)
+                .map_err(|e| BuildError::Modules(format!("{rel}: {e}")))?;
             let info = ModInfo::from_elf(&bytes)
                 .map_err(|e| BuildError::Modules(format!("{rel}: {e}")))?;
-            index.modules.insert(name, (rel.to_string(), info));
+            index.modules.insert(name, (plain.to_string(), info));
+            packed.insert(plain.to_string(), (rel.to_string(), compression));
         }
         Ok(())
     })?;
@@ -122,13 +162,6 @@ pub fn extract(
         detail: "the package has no boot/vmlinuz-*".to_string(),
     })?;
     check_kernel_image(&vmlinuz_path, arch)?;
-    if index.modules.is_empty() && compressed_modules > 0 {
-        return Err(BuildError::Modules(format!(
-            "{} ships {compressed_modules} compressed modules (.ko.xz/.ko.zst); the builder only handles uncompressed .ko",
-            package.package
-        )));
-    }
-
     let order =
         load_order(&index, REQUIRED_MODULES, OPTIONAL_MODULES).map_err(BuildError::Modules)?;
     let builtin: Vec<String> = REQUIRED_MODULES
@@ -161,8 +194,15 @@ pub fn extract(
         ),
     ));
 
-    // Pass 2: copy the closure's .ko files.
-    let wanted: BTreeMap<&str, ()> = order.iter().map(|(_, p)| (p.as_str(), ())).collect();
+    // Pass 2: write the closure's modules, uncompressed, under their plain `.ko` paths.
+    let wanted: BTreeMap<&str, (&str, Option<Compression>)> = order
+        .iter()
+        .filter_map(|(_, plain)| {
+            packed
+                .get(plain)
+                .map(|(file, c)| (file.as_str(), (plain.as_str(), *c)))
+        })
+        .collect();
     let modules_dir = out.join(MODULES_DIR);
     crate::deb::for_each_file(deb, &mut |path, reader| {
         let rel = path
@@ -170,17 +210,17 @@ pub fn extract(
             .or_else(|| path.strip_prefix("usr/lib/modules/"))
             .and_then(|r| r.split_once('/'))
             .map(|(_, rel)| rel);
-        let Some(rel) = rel.filter(|r| wanted.contains_key(r)) else {
+        let Some(&(plain, compression)) = rel.and_then(|r| wanted.get(r)) else {
             return Ok(());
         };
-        let dest = modules_dir.join(rel);
+        let dest = modules_dir.join(plain);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(BuildError::io("creating module dir", parent))?;
         }
-        let mut file =
-            std::fs::File::create(&dest).map_err(BuildError::io("writing module", &dest))?;
-        std::io::copy(reader, &mut file).map_err(BuildError::io("writing module", &dest))?;
+        let bytes = modfile::read(reader, compression)
+            .map_err(|e| BuildError::Modules(format!("{plain}: {e}")))?;
+        std::fs::write(&dest, bytes).map_err(BuildError::io("writing module", &dest))?;
         Ok(())
     })?;
     let info = KernelInfo {
@@ -229,5 +269,122 @@ fn check_kernel_image(path: &PathBuf, arch: Arch) -> Result<()> {
             what: format!("checking {}", path.display()),
             detail: format!("not a bootable {arch} kernel image (compressed or wrong arch?)"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    use object::write::{Object as WObject, StandardSection};
+    use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+
+    const KVER: &str = "6.12.0-test-amd64";
+
+    /// A relocatable ELF with a `.modinfo`, as a `.ko` is.
+    fn module(name: &str, depends: &str) -> Vec<u8> {
+        let mut obj = WObject::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let text = obj.section_id(StandardSection::Text);
+        obj.append_section_data(text, &[0u8; 4], 4);
+        let info = obj.add_section(Vec::new(), b".modinfo".to_vec(), SectionKind::ReadOnlyData);
+        let data = format!("depends={depends}\0name={name}\0vermagic={KVER} SMP mod_unload \0");
+        obj.append_section_data(info, data.as_bytes(), 1);
+        obj.write().expect("elf")
+    }
+
+    fn compress(tool: &str, data: &[u8], dest: &Path) {
+        let out = std::fs::File::create(dest).expect("create");
+        let mut child = Command::new(tool)
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), data).expect("write");
+        assert!(child.wait().expect("wait").success(), "{tool}");
+    }
+
+    /// A kernel package the way trixie ships one: every required module built in except a
+    /// few, which are `.ko.xz`, `.ko.zst` and `.ko.gz` files.
+    fn compressed_kernel_deb(dir: &Path) -> PathBuf {
+        let root = dir.join("pkg");
+        let mods = root.join("usr/lib/modules").join(KVER);
+        let drivers = mods.join("kernel/drivers/virtio");
+        std::fs::create_dir_all(&drivers).expect("mkdir");
+        std::fs::create_dir_all(root.join("boot")).expect("mkdir");
+        std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            "Package: linux-image-test\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: t\n",
+        )
+        .expect("control");
+        let mut vmlinuz = vec![0u8; 0x400];
+        vmlinuz[0x202..0x206].copy_from_slice(b"HdrS");
+        std::fs::write(root.join(format!("boot/vmlinuz-{KVER}")), vmlinuz).expect("kernel");
+        let as_modules = ["virtio", "virtio_ring", "virtio_rng"];
+        let builtin: String = REQUIRED_MODULES
+            .iter()
+            .filter(|m| !as_modules.contains(m))
+            .map(|m| format!("kernel/builtin/{m}.ko\n"))
+            .collect();
+        std::fs::write(mods.join("modules.builtin"), builtin).expect("builtin");
+        compress(
+            "zstd",
+            &module("virtio_ring", ""),
+            &drivers.join("virtio_ring.ko.zst"),
+        );
+        compress(
+            "xz",
+            &module("virtio", "virtio_ring"),
+            &drivers.join("virtio.ko.xz"),
+        );
+        compress(
+            "gzip",
+            &module("virtio_rng", "virtio"),
+            &drivers.join("virtio-rng.ko.gz"),
+        );
+        let deb = dir.join("kernel.deb");
+        let st = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .stdout(Stdio::null())
+            .status()
+            .expect("dpkg-deb");
+        assert!(st.success(), "dpkg-deb --build");
+        deb
+    }
+
+    #[test]
+    fn compressed_modules_are_indexed_and_written_uncompressed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deb = compressed_kernel_deb(dir.path());
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).expect("mkdir");
+        let package = KernelPackage {
+            package: "linux-image-test".into(),
+            version: "1".into(),
+            sha256: String::new(),
+        };
+        let info = extract(&deb, package, Arch::X86_64, &out, &mut |_| {}).expect("extract");
+        assert_eq!(info.kernel_version, KVER);
+        assert_eq!(
+            info.module_order,
+            [
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio-rng.ko",
+            ]
+        );
+        for (rel, name) in info
+            .module_order
+            .iter()
+            .zip(["virtio_ring", "virtio", "virtio_rng"])
+        {
+            let bytes = std::fs::read(out.join(MODULES_DIR).join(rel)).expect("written");
+            let m = ModInfo::from_elf(&bytes).expect("plain ELF");
+            assert_eq!(m.name.as_deref(), Some(name));
+        }
     }
 }
