@@ -67,8 +67,8 @@ pub fn resolve(apt: &PrivateApt, arch: Arch) -> Result<crate::apt::Stanza> {
 
 /// The module closure of `suite`'s cloud kernel for `arch`, extracted into `out` (which must
 /// exist), the package downloaded into `cache_dir`'s package cache unless it is there. What an
-/// image build does for its own suite (`KERNEL_SUITE`), for any suite: e.g. trixie's, whose modules are
-/// compressed.
+/// image build does for its own suite (`KERNEL_SUITE`), for any suite: e.g. trixie's, whose
+/// modules are compressed.
 pub fn fetch_closure(
     arch: Arch,
     cache_dir: &Path,
