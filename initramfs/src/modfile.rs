@@ -80,27 +80,29 @@ impl Write for Capped {
     }
 }
 
+/// `data` compressed by the real tool (`xz`, `zstd`, `gzip`), as a kernel build does it; for
+/// this module's tests and the kernel package tests.
+#[cfg(test)]
+pub(crate) fn compress_with(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect("output");
+    feeder.join().expect("join").expect("write");
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
-
-    /// `data` compressed by the real tool (`xz`, `zstd`, `gzip`), as a kernel build does it.
-    fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
-        let mut child = Command::new(tool)
-            .arg("-c")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{tool}: {e}"));
-        let mut stdin = child.stdin.take().expect("stdin");
-        let data = data.to_vec();
-        let feeder = std::thread::spawn(move || stdin.write_all(&data));
-        let out = child.wait_with_output().expect("output");
-        feeder.join().expect("join").expect("write");
-        assert!(out.status.success(), "{tool} failed");
-        out.stdout
-    }
 
     #[test]
     fn module_paths_name_their_compression() {
@@ -134,7 +136,7 @@ mod tests {
             ("zstd", Compression::Zstd),
             ("gzip", Compression::Gzip),
         ] {
-            let packed = compress(tool, &data);
+            let packed = compress_with(tool, &data);
             assert_eq!(read(&mut &packed[..], Some(c)).expect(tool), data, "{tool}");
         }
         assert_eq!(read(&mut &data[..], None).expect("plain"), data);
@@ -144,7 +146,7 @@ mod tests {
     #[test]
     fn a_decompression_bomb_stops_at_the_cap() {
         let zeros = vec![0u8; MAX_MODULE as usize + 1];
-        let packed = compress("zstd", &zeros);
+        let packed = compress_with("zstd", &zeros);
         let err = read(&mut &packed[..], Some(Compression::Zstd)).expect_err("too big");
         assert!(err.to_string().contains("more than"), "{err}");
     }
