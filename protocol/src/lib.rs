@@ -23,6 +23,7 @@ mod bytes;
 mod digest;
 mod error;
 mod frame;
+pub mod guest_image;
 mod messages;
 
 #[doc(hidden)]
