@@ -43,6 +43,10 @@ pub enum BuildError {
     #[error("agent binary {path}: {detail}")]
     Agent { path: PathBuf, detail: String },
 
+    /// A prebuilt image directory (`--blob-dir`) cannot be booted.
+    #[error("image directory {dir}: {detail}")]
+    ImageDir { dir: PathBuf, detail: String },
+
     /// Building as an ordinary user needs something this machine does not have.
     #[error("{what} as a non-root user needs {needs}")]
     Unprivileged { what: String, needs: String },

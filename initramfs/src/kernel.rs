@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,10 +101,81 @@ pub fn fetch_closure(
     extract(&deb, package, arch, out, progress)
 }
 
+/// A kernel's files laid out as its package installs them (`boot/vmlinuz-<kver>`,
+/// `lib/modules/<kver>/…`).
+#[derive(Debug, Clone, Copy)]
+pub enum KernelTree<'a> {
+    /// A Debian kernel package.
+    Deb(&'a Path),
+    /// A directory that is a kernel's `lib/modules` (one `<kver>/` inside): an image directory's
+    /// modules, from a Yocto build or any other distribution. It has no kernel image.
+    ModulesDir(&'a Path),
+}
+
+impl KernelTree<'_> {
+    fn describe(&self) -> String {
+        match self {
+            KernelTree::Deb(p) | KernelTree::ModulesDir(p) => p.display().to_string(),
+        }
+    }
+
+    /// Calls `visit(path, reader)` for every regular file, paths as in the package.
+    fn for_each_file(
+        &self,
+        visit: &mut dyn FnMut(&str, &mut dyn Read) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            KernelTree::Deb(deb) => crate::deb::for_each_file(deb, visit),
+            KernelTree::ModulesDir(dir) => walk_files(dir, "lib/modules", visit),
+        }
+    }
+}
+
+/// Regular files below `dir`, depth first in name order, as `prefix/<relative path>`. Symlinks
+/// are not followed (a kernel's `build` and `source` links point into a build tree).
+fn walk_files(
+    dir: &Path,
+    prefix: &str,
+    visit: &mut dyn FnMut(&str, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(BuildError::io("reading the modules directory", dir))?
+        .collect::<std::io::Result<_>>()
+        .map_err(BuildError::io("reading the modules directory", dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        let rel = format!("{prefix}/{}", name.to_string_lossy());
+        let kind = entry
+            .file_type()
+            .map_err(BuildError::io("reading the modules directory", &path))?;
+        if kind.is_dir() {
+            walk_files(&path, &rel, visit)?;
+        } else if kind.is_file() {
+            let mut file =
+                std::fs::File::open(&path).map_err(BuildError::io("reading module", &path))?;
+            visit(&rel, &mut file)?;
+        }
+    }
+    Ok(())
+}
+
 /// Extracts the kernel image and the module closure from `deb` into `out` (which must exist)
 /// and returns what it wrote.
 pub fn extract(
     deb: &Path,
+    package: KernelPackage,
+    arch: Arch,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<KernelInfo> {
+    extract_tree(KernelTree::Deb(deb), package, arch, out, progress)
+}
+
+/// Extracts the module closure (and the kernel image, when the tree has one) into `out`.
+pub fn extract_tree(
+    tree: KernelTree<'_>,
     package: KernelPackage,
     arch: Arch,
     out: &Path,
@@ -116,11 +187,12 @@ pub fn extract(
     ));
     // Pass 1: kernel image, built-in list, every module's .modinfo.
     let mut kernel_version = None;
+    let mut module_versions = std::collections::BTreeSet::new();
     let mut index = ModuleIndex::default();
     // Plain `….ko` path → the file in the package and its compression.
     let mut packed: BTreeMap<String, (String, Option<Compression>)> = BTreeMap::new();
     let vmlinuz_path = out.join(VMLINUZ);
-    crate::deb::for_each_file(deb, &mut |path, reader| {
+    tree.for_each_file(&mut |path, reader| {
         if let Some(kver) = path.strip_prefix("boot/vmlinuz-") {
             kernel_version = Some(kver.to_string());
             let mut file = std::fs::File::create(&vmlinuz_path)
@@ -135,14 +207,15 @@ pub fn extract(
         else {
             return Ok(());
         };
-        let Some((_kver, rel)) = rest.split_once('/') else {
+        let Some((kver, rel)) = rest.split_once('/') else {
             return Ok(());
         };
+        module_versions.insert(kver.to_string());
         if rel == "modules.builtin" {
             let mut text = String::new();
             reader
                 .read_to_string(&mut text)
-                .map_err(BuildError::io("reading modules.builtin", deb))?;
+                .map_err(BuildError::io("reading modules.builtin", tree.describe()))?;
             index.add_builtin_list(&text);
         } else if let Some((plain, compression)) = modfile::split(rel) {
             let Some(name) = name_of_path(plain) else {
@@ -157,11 +230,36 @@ pub fn extract(
         }
         Ok(())
     })?;
-    let kernel_version = kernel_version.ok_or_else(|| BuildError::Package {
-        what: format!("unpacking {}", deb.display()),
-        detail: "the package has no boot/vmlinuz-*".to_string(),
-    })?;
-    check_kernel_image(&vmlinuz_path, arch)?;
+    let kernel_version = match (tree, kernel_version) {
+        (KernelTree::Deb(_), Some(kver)) => {
+            check_kernel_image(&vmlinuz_path, arch)?;
+            kver
+        }
+        (KernelTree::Deb(deb), None) => {
+            return Err(BuildError::Package {
+                what: format!("unpacking {}", deb.display()),
+                detail: "the package has no boot/vmlinuz-*".to_string(),
+            })
+        }
+        (KernelTree::ModulesDir(dir), _) => {
+            let mut versions = module_versions.into_iter();
+            match (versions.next(), versions.next()) {
+                (Some(kver), None) => kver,
+                (None, _) => {
+                    return Err(BuildError::Modules(format!(
+                        "{} holds no <kernel version>/ directory with modules",
+                        dir.display()
+                    )))
+                }
+                (Some(a), Some(b)) => {
+                    return Err(BuildError::Modules(format!(
+                        "{} holds modules of more than one kernel ({a}, {b}, …); keep only the booted kernel's",
+                        dir.display()
+                    )))
+                }
+            }
+        }
+    };
     let order =
         load_order(&index, REQUIRED_MODULES, OPTIONAL_MODULES).map_err(BuildError::Modules)?;
     let builtin: Vec<String> = REQUIRED_MODULES
@@ -204,7 +302,7 @@ pub fn extract(
         })
         .collect();
     let modules_dir = out.join(MODULES_DIR);
-    crate::deb::for_each_file(deb, &mut |path, reader| {
+    tree.for_each_file(&mut |path, reader| {
         let rel = path
             .strip_prefix("lib/modules/")
             .or_else(|| path.strip_prefix("usr/lib/modules/"))
@@ -253,7 +351,7 @@ pub fn read_info(dir: &Path) -> Option<KernelInfo> {
 
 /// Checks the image is what `-kernel` expects for the arch: an arm64 `Image` ("ARM\x64" at
 /// 0x38; Debian ships it uncompressed) or an x86 bzImage ("HdrS" at 0x202).
-fn check_kernel_image(path: &PathBuf, arch: Arch) -> Result<()> {
+pub(crate) fn check_kernel_image(path: &Path, arch: Arch) -> Result<()> {
     let mut head = [0u8; 0x210];
     let mut f = std::fs::File::open(path).map_err(BuildError::io("reading kernel", path))?;
     f.read_exact(&mut head)
@@ -275,6 +373,7 @@ fn check_kernel_image(path: &PathBuf, arch: Arch) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::process::{Command, Stdio};
 
     use object::write::{Object as WObject, StandardSection};

@@ -1,6 +1,7 @@
 //! Support code for the integration and VM end-to-end tests in `tests/tests/`.
 
 pub mod fidelity;
+pub mod foreign;
 pub mod instance;
 pub mod pty;
 pub mod registry;

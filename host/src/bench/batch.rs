@@ -12,6 +12,7 @@ use vcontainer_initramfs::Arch;
 
 use crate::bench::fixture::write_layout_with_files;
 use crate::bundling::batch::{batch_import, BatchImage, BatchRequest, EngineBatch};
+use crate::guest::boot_image::ImageChoice;
 use crate::util::progress::Reporter;
 
 /// Images per measurement.
@@ -31,6 +32,7 @@ pub async fn measure(
     arch: Arch,
     busybox: &Path,
     work: &Path,
+    guest_image: &ImageChoice,
     reporter: &Reporter,
 ) -> Result<Vec<(String, f64)>> {
     let dir = tempfile::tempdir_in(work)?;
@@ -54,6 +56,7 @@ pub async fn measure(
         }),
         podman: None,
         no_kvm: false,
+        image: guest_image.clone(),
     };
     let quiet = Reporter::new("bench", false, true);
     reporter.notice(format!("{arch}: batch import of {IMAGES} images"));
@@ -84,6 +87,7 @@ pub async fn measure(
         let out = Command::new(&vdkr)
             .args(&argv)
             .env("HOME", home.path())
+            .envs(guest_image.cli_env())
             .stdin(Stdio::null())
             .output()?;
         anyhow::ensure!(

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{ExecRequest, WindowSize};
 
+use crate::guest::boot_image::ImageChoice;
 use crate::guest::resident::Resident;
 use crate::ops;
 use crate::state::{StateDir, StateLocation, Tool};
@@ -25,6 +26,7 @@ pub async fn measure(
     layout: &Path,
     work: &Path,
     runs: usize,
+    image: &ImageChoice,
 ) -> Result<Vec<Sample>> {
     let bin = std::env::current_exe()?
         .parent()
@@ -38,6 +40,7 @@ pub async fn measure(
             .arg(arch.name())
             .args(args)
             .env("HOME", home.path())
+            .envs(image.cli_env())
             .stdin(Stdio::null())
             .output()?;
         anyhow::ensure!(

@@ -8,7 +8,7 @@ pub mod memres;
 pub mod oci;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use vcontainer_initramfs::Arch;
 
 use crate::bench::fixture::{busybox_for, write_busybox_layout, write_layout_with_files};
 use crate::guest::agent_binary::agent_binary;
-use crate::guest::boot_image::{cache_dir, ensure_image};
+use crate::guest::boot_image::{cache_dir, ensure_image, ImageChoice};
 use crate::guest::instance::{Instance, InstanceConfig, StateChoice};
 use crate::ops;
 use crate::state::Tool;
@@ -46,6 +46,21 @@ pub struct BenchArgs {
     /// Also measure batch import of 10 images in one boot vs 10 one-shot `vdkr vimport` runs.
     #[arg(long)]
     pub batch: bool,
+    /// Measure the prebuilt guest image in DIR/ARCH/ instead of the cached one
+    /// (default: $VCONTAINER_BLOB_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub blob_dir: Option<PathBuf>,
+}
+
+/// The image the bench boots, in process and in the CLI runs it times.
+fn image_choice(args: &BenchArgs) -> ImageChoice {
+    ImageChoice {
+        blob_dir: args.blob_dir.clone().or_else(|| {
+            std::env::var_os("VCONTAINER_BLOB_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }),
+    }
 }
 
 /// Samples per (figure, arch).
@@ -156,6 +171,7 @@ const ROWS: &[(&str, &str, usize, &str, &str, &str)] = &[
 ];
 
 pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
+    let choice = image_choice(&args);
     let arches: Vec<Arch> = if args.arch.is_empty() {
         vec![Arch::X86_64, Arch::Aarch64]
     } else {
@@ -179,7 +195,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
             arch,
             std::fs::metadata(&agent)?.len() as f64 / 1e6,
         );
-        let image = ensure_image(arch, reporter).await?;
+        let image = ensure_image(arch, &choice, reporter).await?;
         let busybox = busybox_for(arch, &cache_dir()?)?;
         let small = work.path().join(format!("small-{arch}"));
         write_busybox_layout(&small, arch.oci(), &busybox, "1.0")?;
@@ -203,7 +219,8 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
             if !args.no_memres {
                 reporter.notice(format!("{arch} {}: memres vs one-shot", tool.engine()));
                 for (name, value) in
-                    crate::bench::memres::measure(tool, arch, &small, work.path(), runs).await?
+                    crate::bench::memres::measure(tool, arch, &small, work.path(), runs, &choice)
+                        .await?
                 {
                     let ms = ROWS.iter().any(|r| r.0 == name && r.1 == "ms");
                     f.add(&name, arch, if ms { value * 1000.0 } else { value });
@@ -213,7 +230,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
         for i in (1..=runs).filter(|_| args.batch) {
             reporter.notice(format!("{arch}: batch vs one-shot run {i}/{runs}"));
             for (name, v) in
-                crate::bench::batch::measure(arch, &busybox, work.path(), reporter).await?
+                crate::bench::batch::measure(arch, &busybox, work.path(), &choice, reporter).await?
             {
                 f.add(&name, arch, v);
             }
@@ -221,7 +238,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
         if !args.no_oneshot {
             for i in 1..=runs {
                 reporter.notice(format!("{arch}: one-shot run {i}/{runs}"));
-                oneshot_run(arch, &small, work.path(), &mut f)?;
+                oneshot_run(arch, &small, work.path(), &choice, &mut f)?;
             }
         }
     }
@@ -242,7 +259,7 @@ pub async fn run(args: BenchArgs, reporter: &Reporter) -> Result<()> {
 async fn instance_run(
     arch: Arch,
     tool: Tool,
-    image: &crate::guest::boot_image::GuestImage,
+    image: &crate::guest::boot_image::BootImage,
     layout: &Path,
     work: &Path,
     quiet: &Reporter,
@@ -338,7 +355,13 @@ async fn instance_run(
     Ok(())
 }
 
-fn oneshot_run(arch: Arch, layout: &Path, work: &Path, f: &mut Figures) -> Result<()> {
+fn oneshot_run(
+    arch: Arch,
+    layout: &Path,
+    work: &Path,
+    choice: &ImageChoice,
+    f: &mut Figures,
+) -> Result<()> {
     let vdkr = std::env::current_exe()?
         .parent()
         .map(|d| d.join("vdkr"))
@@ -371,6 +394,7 @@ fn oneshot_run(arch: Arch, layout: &Path, work: &Path, f: &mut Figures) -> Resul
         let out = Command::new(&vdkr)
             .args(&argv)
             .env("HOME", home.path())
+            .envs(choice.cli_env())
             .stdin(Stdio::null())
             .output()?;
         let secs = t.elapsed().as_secs_f64();

@@ -17,7 +17,7 @@ use std::time::Instant;
 use vcontainer_initramfs::Arch;
 
 use crate::engine::import_source::{detect, unpack_oci_archive, ImportSource};
-use crate::guest::boot_image::{ensure_image, GuestImage, ImageError};
+use crate::guest::boot_image::{ensure_image, BootImage, ImageChoice, ImageError};
 use crate::guest::instance::{Instance, InstanceConfig, InstanceError, StateChoice};
 use crate::guest::options::GuestOptions;
 use crate::ops::oci_import::{import_selected, target_platform};
@@ -49,6 +49,8 @@ pub struct BatchRequest {
     pub docker: Option<EngineBatch>,
     pub podman: Option<EngineBatch>,
     pub no_kvm: bool,
+    /// The guest image both engines' VMs boot.
+    pub image: ImageChoice,
 }
 
 /// Time of one import.
@@ -105,7 +107,7 @@ pub enum BatchError {
         reason: String,
     },
     #[error(transparent)]
-    GuestImage(#[from] ImageError),
+    BootImage(#[from] ImageError),
     #[error("{engine} batch import failed: booting the VM: {error}")]
     Boot {
         engine: &'static str,
@@ -359,7 +361,7 @@ async fn run_engine(
     engine: &PreparedEngine,
     arch: Arch,
     no_kvm: bool,
-    image: &GuestImage,
+    image: &BootImage,
     reporter: &Reporter,
 ) -> Result<Staged, BatchError> {
     let name = engine.tool.engine();
@@ -507,7 +509,7 @@ pub async fn batch_import(
 ) -> Result<BatchReport, BatchError> {
     let started = Instant::now();
     let prepared = prepare(req)?;
-    let image = ensure_image(req.arch, reporter).await?;
+    let image = ensure_image(req.arch, &req.image, reporter).await?;
     let find = |tool: Tool| prepared.iter().find(|p| p.tool == tool);
     let run = |tool: Tool| {
         let engine = find(tool);
@@ -649,6 +651,7 @@ mod tests {
             docker,
             podman,
             no_kvm: false,
+            image: ImageChoice::default(),
         };
         let msg = |r: &BatchRequest| match prepare(r) {
             Ok(_) => String::new(),

@@ -27,7 +27,7 @@ use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{ExecRequest, ExitStatus};
 
 use super::error::{refuse, Context, Result};
-use crate::guest::boot_image::ensure_image;
+use crate::guest::boot_image::{ensure_image, ImageChoice};
 use crate::guest::instance::{Instance, InstanceConfig, StateChoice};
 use crate::guest::options::GuestOptions;
 use crate::ops::{self, ExecIo};
@@ -125,6 +125,8 @@ pub struct FetchOptions {
     /// Registries reached over plain HTTP / without TLS verification.
     pub insecure_registries: Vec<String>,
     pub no_kvm: bool,
+    /// The guest image the fetching VM boots.
+    pub image: ImageChoice,
 }
 
 /// What [`fetch`] wrote.
@@ -158,7 +160,7 @@ pub async fn fetch(
     reporter: &Reporter,
 ) -> Result<FetchedImage> {
     check_out_dir(out)?;
-    let guest_image = ensure_image(arch, reporter).await?;
+    let guest_image = ensure_image(arch, &opts.image, reporter).await?;
     let mut guest = GuestOptions {
         network: true,
         ..GuestOptions::default()

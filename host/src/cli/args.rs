@@ -41,6 +41,10 @@ pub struct EngineArgs {
     /// Never use KVM, even where it works.
     #[arg(long, global = true)]
     pub no_kvm: bool,
+    /// Boot the prebuilt guest image in DIR/ARCH/ (as `vcontainer image build --out DIR`
+    /// writes) instead of the cached one (default: $VDKR_BLOB_DIR resp. $VPDMN_BLOB_DIR).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub blob_dir: Option<PathBuf>,
     /// Boot the guest without a network interface.
     #[arg(long, global = true)]
     pub no_network: bool,

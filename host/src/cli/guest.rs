@@ -172,7 +172,7 @@ pub async fn acquire(
         let resident = start_resident(settings, guest, no_kvm, reporter).await?;
         return Ok(Guest::Resident(resident));
     }
-    let image = ensure_image(settings.arch, reporter).await?;
+    let image = ensure_image(settings.arch, &guest.image, reporter).await?;
     let config = InstanceConfig {
         tool: settings.tool,
         arch: settings.arch,
@@ -195,7 +195,7 @@ pub async fn start_resident(
     no_kvm: bool,
     reporter: &Reporter,
 ) -> Result<Resident> {
-    let image = ensure_image(settings.arch, reporter).await?;
+    let image = ensure_image(settings.arch, &guest.image, reporter).await?;
     let config = InstanceConfig {
         tool: settings.tool,
         arch: settings.arch,

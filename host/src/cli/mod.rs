@@ -12,6 +12,7 @@ mod error_text;
 mod execute;
 mod guest;
 mod host_engine;
+mod image_args;
 mod memres;
 mod oci;
 mod project;

@@ -7,7 +7,8 @@ use clap::Parser;
 use vcontainer_initramfs::Arch;
 
 use super::project_args::{ImageCommand, ProjectArgs, ProjectCommand};
-use crate::guest::boot_image::ensure_image;
+use crate::guest::agent_binary::agent_binary;
+use crate::guest::boot_image::build_image;
 use crate::util::progress::Reporter;
 
 pub fn vcontainer_main() -> ExitCode {
@@ -31,7 +32,31 @@ pub fn vcontainer_main() -> ExitCode {
 async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
     match command {
         ProjectCommand::Image {
-            command: ImageCommand::Build { arch, json },
+            command:
+                ImageCommand::AddAgent {
+                    rootfs,
+                    arch,
+                    agent,
+                },
+        } => {
+            let arch: Arch = arch.parse()?;
+            let agent = match agent {
+                Some(a) => a,
+                None => agent_binary(arch, reporter)?,
+            };
+            let done = vcontainer_initramfs::rootfs_agent::install(&rootfs, &agent, arch)?;
+            for dir in &done.created {
+                reporter.notice(format!("created mount point {}", dir.display()));
+            }
+            reporter.notice(format!(
+                "{} installed as {}",
+                agent.display(),
+                done.agent.display()
+            ));
+            Ok(())
+        }
+        ProjectCommand::Image {
+            command: ImageCommand::Build { arch, json, out },
         } => {
             let arches: Vec<Arch> = if arch.is_empty() {
                 vec![Arch::host()
@@ -40,7 +65,19 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                 arch.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
             };
             for a in arches {
-                let image = ensure_image(a, reporter).await?;
+                let image = build_image(a, reporter).await?;
+                let exported = match &out {
+                    Some(dir) => {
+                        let (image, dir) = (image.clone(), dir.clone());
+                        let d = tokio::task::spawn_blocking(move || {
+                            vcontainer_initramfs::image_dir::export(&image, &dir)
+                        })
+                        .await??;
+                        reporter.notice(format!("{a}: image directory {}", d.dir.display()));
+                        Some(d.dir)
+                    }
+                    None => None,
+                };
                 if json {
                     println!(
                         "{}",
@@ -51,6 +88,7 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                             "initramfs": image.initramfs,
                             "rootfs": image.rootfs,
                             "manifest": image.manifest,
+                            "image_dir": exported,
                         })
                     );
                 } else {

@@ -70,5 +70,22 @@ pub(super) enum ImageCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write it as an image directory, DIR/ARCH/ with a manifest: what --blob-dir
+        /// (and $VDKR_BLOB_DIR, $VPDMN_BLOB_DIR) boot, on this machine or another.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Make a root filesystem built elsewhere (a Yocto image, mmdebstrap, …) bootable as a
+    /// guest: installs the agent as /usr/sbin/vcontainer-agent and creates the mount points
+    /// /dev, /proc, /sys and /run if missing. Nothing else is changed.
+    AddAgent {
+        /// The root filesystem directory.
+        #[arg(long, value_name = "DIR")]
+        rootfs: std::path::PathBuf,
+        #[arg(short = 'a', long, value_name = "ARCH")]
+        arch: String,
+        /// The agent binary (default: the one vdkr and vpdmn use, $VCONTAINER_AGENT_<ARCH>).
+        #[arg(long, value_name = "FILE")]
+        agent: Option<std::path::PathBuf>,
     },
 }

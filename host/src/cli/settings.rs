@@ -9,6 +9,7 @@ use vcontainer_initramfs::Arch;
 use super::arch_select::resolve_arch;
 use super::args::EngineArgs;
 use crate::cli::config::Config;
+use crate::guest::boot_image::ImageChoice;
 use crate::guest::instance::StateChoice;
 use crate::guest::options::GuestOptions;
 use crate::guest::registry::RegistryOptions;
@@ -149,6 +150,12 @@ impl Settings {
                 registry,
                 ports: Vec::new(),
                 idle_timeout_secs: config.seconds("idle-timeout"),
+                image: ImageChoice {
+                    blob_dir: args
+                        .blob_dir
+                        .clone()
+                        .or_else(|| var("BLOB_DIR").map(PathBuf::from)),
+                },
             },
             auto_daemon: auto_daemon && !args.no_daemon,
             state_named: args.state_dir.is_some() || args.instance.is_some(),

@@ -1,8 +1,9 @@
-//! Guest images on first use: find (or build) the agent, then build or reuse the cached kernel,
-//! initramfs and rootfs for the target arch, showing progress.
+//! Guest images: from a prebuilt image directory (`--blob-dir`) or, by default, built on first
+//! use into the cache (kernel, initramfs with the agent, engines rootfs), showing progress.
 
 use std::path::PathBuf;
 
+use vcontainer_initramfs::image_dir::{BootShape, ImageDir};
 use vcontainer_initramfs::{build, BuildRequest};
 pub use vcontainer_initramfs::{BuildError, GuestImage};
 
@@ -16,10 +17,58 @@ pub enum ImageError {
     Agent(#[from] AgentBinaryError),
     #[error("building the {arch} guest image failed: {source}")]
     Build { arch: Arch, source: BuildError },
+    #[error(transparent)]
+    ImageDir(BuildError),
     #[error("no cache directory: set $VCONTAINER_CACHE_DIR, $XDG_CACHE_HOME or $HOME")]
     NoCacheDir,
     #[error("the image build task failed: {0}")]
     Task(String),
+}
+
+/// Where a guest's boot images come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageChoice {
+    /// A prebuilt image directory (`--blob-dir`, `$VDKR_BLOB_DIR`, …) instead of the cache.
+    pub blob_dir: Option<PathBuf>,
+}
+
+impl ImageChoice {
+    /// The environment that makes a `vdkr` or `vpdmn` child process boot the same image.
+    pub fn cli_env(&self) -> Vec<(&'static str, PathBuf)> {
+        match &self.blob_dir {
+            Some(dir) => vec![
+                ("VDKR_BLOB_DIR", dir.clone()),
+                ("VPDMN_BLOB_DIR", dir.clone()),
+            ],
+            None => vec![],
+        }
+    }
+}
+
+/// What QEMU boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootImage {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    /// `None`: the kernel has its drivers built in and runs the root image's agent as init.
+    pub initramfs: Option<PathBuf>,
+    pub rootfs: PathBuf,
+    pub rootfs_type: String,
+    /// The manifest that says what these files are.
+    pub manifest: PathBuf,
+}
+
+impl From<GuestImage> for BootImage {
+    fn from(g: GuestImage) -> Self {
+        BootImage {
+            arch: g.arch,
+            kernel: g.kernel,
+            initramfs: Some(g.initramfs),
+            rootfs: g.rootfs,
+            rootfs_type: "squashfs".into(),
+            manifest: g.manifest,
+        }
+    }
 }
 
 /// `$VCONTAINER_CACHE_DIR`, else `$XDG_CACHE_HOME/vcontainer`, else `~/.cache/vcontainer`.
@@ -35,8 +84,66 @@ pub fn cache_dir() -> Result<PathBuf, ImageError> {
         .ok_or(ImageError::NoCacheDir)
 }
 
-/// The guest image for `arch`, built on first use (minutes) and cached afterwards.
-pub async fn ensure_image(arch: Arch, reporter: &Reporter) -> Result<GuestImage, ImageError> {
+/// The images a guest of `arch` boots, as `choice` says.
+pub async fn ensure_image(
+    arch: Arch,
+    choice: &ImageChoice,
+    reporter: &Reporter,
+) -> Result<BootImage, ImageError> {
+    match &choice.blob_dir {
+        Some(dir) => from_image_dir(arch, dir, reporter).await,
+        None => build_image(arch, reporter).await.map(BootImage::from),
+    }
+}
+
+/// Checks `dir/<arch>/` before anything boots; a modular kernel's modules initramfs is made
+/// (once, cached) with this host's agent as init.
+async fn from_image_dir(
+    arch: Arch,
+    dir: &std::path::Path,
+    reporter: &Reporter,
+) -> Result<BootImage, ImageError> {
+    let image = ImageDir::open(dir, arch).map_err(ImageError::ImageDir)?;
+    let initramfs = match &image.shape {
+        BootShape::Initramfs(p) => Some(p.clone()),
+        BootShape::BuiltIn => None,
+        BootShape::Modules(modules) => {
+            let agent = agent_binary(arch, reporter)?;
+            let cache = cache_dir()?;
+            let modules = modules.clone();
+            let r = reporter.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                vcontainer_initramfs::modules_initramfs(&cache, arch, &agent, &modules, &mut |p| {
+                    r.debug(format!("image: {p}"))
+                })
+            })
+            .await
+            .map_err(|e| ImageError::Task(e.to_string()))?
+            .map_err(ImageError::ImageDir)?;
+            Some(made)
+        }
+    };
+    reporter.debug(format!(
+        "booting the image in {} ({})",
+        image.dir.display(),
+        match image.shape {
+            BootShape::Initramfs(_) => "with its initramfs",
+            BootShape::Modules(_) => "modules initramfs, the image's own agent",
+            BootShape::BuiltIn => "no initramfs, the image's own agent",
+        }
+    ));
+    Ok(BootImage {
+        arch,
+        kernel: image.kernel,
+        initramfs,
+        rootfs: image.rootfs,
+        rootfs_type: image.manifest.rootfs.fstype,
+        manifest: image.manifest_path,
+    })
+}
+
+/// Our own image for `arch`, built on first use (minutes) and cached afterwards.
+pub async fn build_image(arch: Arch, reporter: &Reporter) -> Result<GuestImage, ImageError> {
     let agent = agent_binary(arch, reporter)?;
     let req = BuildRequest::new(arch, agent, cache_dir()?);
     if let Some(image) = vcontainer_initramfs::cached(&req) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vcontainer_initramfs::Arch;
 use vcontainer_protocol::{AgentMsg, BootConfig, Hello, HostMsg, ReadyInfo, CONTROL_PORT};
 
-use crate::guest::boot_image::GuestImage;
+use crate::guest::boot_image::BootImage;
 use crate::ops;
 use crate::session::{AgentConn, ConnReader, ConnWriter, SessionError};
 use crate::state::{
@@ -158,7 +158,7 @@ pub struct Instance {
 impl Instance {
     pub async fn boot(
         config: &InstanceConfig,
-        image: &GuestImage,
+        image: &BootImage,
         reporter: &Reporter,
     ) -> Result<Instance, InstanceError> {
         // Registry files (CA, auth) are checked before anything boots.
@@ -243,6 +243,7 @@ impl Instance {
                 kernel: image.kernel.clone(),
                 initramfs: image.initramfs.clone(),
                 rootfs: image.rootfs.clone(),
+                rootfs_type: image.rootfs_type.clone(),
                 state_disk: Some(disk.path().to_path_buf()),
                 vsock,
                 console_log: state.console_log(),

@@ -2,6 +2,7 @@
 //! settings and the idle timeout of a memory-resident VM. These only take effect when a VM
 //! starts; a running memory-resident VM keeps the ones it was started with.
 
+use crate::guest::boot_image::ImageChoice;
 use crate::guest::registry::RegistryOptions;
 use crate::vm::port_forward::PortForward;
 
@@ -15,6 +16,8 @@ pub struct GuestOptions {
     pub ports: Vec<PortForward>,
     /// Seconds without an operation after which a memory-resident VM stops itself; 0 never.
     pub idle_timeout_secs: u64,
+    /// Which kernel, initramfs and root image the VM boots.
+    pub image: ImageChoice,
 }
 
 impl Default for GuestOptions {
@@ -24,6 +27,7 @@ impl Default for GuestOptions {
             registry: RegistryOptions::default(),
             ports: Vec::new(),
             idle_timeout_secs: 0,
+            image: ImageChoice::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use vcontainer_initramfs::Arch;
+use vcontainer_protocol::guest_image::ROOTFS_AGENT_PATH;
 
 use super::port_forward::PortForward;
 use super::VmError;
@@ -83,9 +84,13 @@ pub struct VmSpec {
     pub memory_mib: u32,
     pub cpus: u32,
     pub kernel: PathBuf,
-    pub initramfs: PathBuf,
-    /// Squashfs root filesystem, attached read-only as the first disk (`/dev/vda`).
+    /// `None`: the kernel has the drivers built in, mounts the root image itself and runs the
+    /// image's own agent as init.
+    pub initramfs: Option<PathBuf>,
+    /// Root filesystem image, attached read-only as the first disk (`/dev/vda`).
     pub rootfs: PathBuf,
+    /// Its filesystem type (`squashfs` for our images).
+    pub rootfs_type: String,
     /// Persistent ext4 state disk, attached as the second disk (`/dev/vdb`).
     pub state_disk: Option<PathBuf>,
     pub vsock: VsockDevice,
@@ -188,8 +193,21 @@ pub fn kernel_cmdline(spec: &VmSpec) -> String {
         "cryptomgr.notests".into(),
         // A panicking guest must end QEMU (with -no-reboot) instead of hanging until our deadline.
         "panic=-1".into(),
-        "rdinit=/init".into(),
     ];
+    match &spec.initramfs {
+        Some(_) => args.push("rdinit=/init".into()),
+        // The kernel mounts vda itself; `rootwait` covers the disk probing after the console.
+        None => args.extend([
+            "root=/dev/vda".into(),
+            format!("rootfstype={}", spec.rootfs_type),
+            "ro".into(),
+            "rootwait".into(),
+            format!("init={ROOTFS_AGENT_PATH}"),
+        ]),
+    }
+    if spec.rootfs_type != "squashfs" {
+        args.push(format!("vcontainer.rootfstype={}", spec.rootfs_type));
+    }
     if spec.machine == Machine::Microvm && spec.accel == Accel::Tcg {
         args.push(MICROVM_TCG_TSC_KHZ.into());
     }
@@ -257,7 +275,9 @@ pub fn qemu_argv(spec: &VmSpec) -> Vec<OsString> {
     }
 
     argv.arg("-kernel").arg(spec.kernel.as_os_str());
-    argv.arg("-initrd").arg(spec.initramfs.as_os_str());
+    if let Some(initramfs) = &spec.initramfs {
+        argv.arg("-initrd").arg(initramfs.as_os_str());
+    }
     argv.arg("-append").arg(kernel_cmdline(spec));
 
     // The console goes to a file for people to read (its tail is shown on failure), never a data channel.
@@ -376,8 +396,9 @@ mod tests {
             memory_mib: 1024,
             cpus: 2,
             kernel: "/img/vmlinuz".into(),
-            initramfs: "/img/initramfs.cpio".into(),
+            initramfs: Some("/img/initramfs.cpio".into()),
             rootfs: "/img/rootfs.squashfs".into(),
+            rootfs_type: "squashfs".into(),
             state_disk: Some("/st/docker-state.img".into()),
             vsock,
             console_log: "/st/console.log".into(),
@@ -405,6 +426,19 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].clone())
             .collect()
+    }
+
+    #[test]
+    fn an_image_without_initramfs_boots_its_own_agent_from_the_root_disk() {
+        let mut s = spec(Arch::Aarch64, Accel::Tcg, vhost_user());
+        s.initramfs = None;
+        s.rootfs_type = "erofs".into();
+        let argv = strings(&qemu_argv(&s));
+        assert!(values(&argv, "-initrd").is_empty());
+        assert_eq!(
+            values(&argv, "-append"),
+            ["console=ttyAMA0 quiet cryptomgr.notests panic=-1 root=/dev/vda rootfstype=erofs ro rootwait init=/usr/sbin/vcontainer-agent vcontainer.rootfstype=erofs vcontainer.state=/dev/vdb vcontainer.engine=docker"]
+        );
     }
 
     #[test]

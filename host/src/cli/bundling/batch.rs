@@ -7,6 +7,9 @@ use vcontainer_initramfs::Arch;
 use crate::bundling::batch::{
     batch_import, format_report, parse_entry, BatchError, BatchRequest, EngineBatch,
 };
+use crate::cli::image_args::ImageArgs;
+use crate::cli::settings::ProcessEnv;
+use crate::state::Tool;
 use crate::util::progress::Reporter;
 
 /// Command-line arguments of `vcontainer batch-import`.
@@ -37,9 +40,23 @@ pub struct Args {
     /// Never use KVM.
     #[arg(long)]
     pub no_kvm: bool,
+    #[command(flatten)]
+    pub image: ImageArgs,
     /// Print the report (outputs and time split) as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The engines a batch runs, in the order their images are named.
+fn engines_of(args: &Args) -> Vec<Tool> {
+    let mut tools = Vec::new();
+    if !args.docker.is_empty() {
+        tools.push(Tool::Vdkr);
+    }
+    if !args.podman.is_empty() {
+        tools.push(Tool::Vpdmn);
+    }
+    tools
 }
 
 /// The request from the command line.
@@ -88,6 +105,7 @@ pub fn request_from_args(args: &Args) -> Result<BatchRequest, BatchError> {
             &args.podman_input_storage,
         )?,
         no_kvm: args.no_kvm,
+        image: args.image.choice(&engines_of(args), &ProcessEnv),
     })
 }
 
@@ -117,6 +135,7 @@ mod tests {
             docker_input_storage: None,
             podman_input_storage: None,
             no_kvm: false,
+            image: ImageArgs::default(),
             json: false,
         };
         assert!(request_from_args(&args(&["a=b:1"], None)).is_err());

@@ -20,6 +20,8 @@ use crate::bundling::bundle::{self, BundleEntry};
 use crate::bundling::rootfs::{self, InstallOptions};
 use crate::bundling::spec::{self, BundledContainer, ResolvedContainer, Runtime};
 use crate::bundling::units;
+use crate::cli::image_args::ImageArgs;
+use crate::cli::settings::ProcessEnv;
 use crate::util::progress::Reporter;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,6 +54,8 @@ pub struct Args {
     /// Never use KVM.
     #[arg(long)]
     pub no_kvm: bool,
+    #[command(flatten)]
+    pub image: ImageArgs,
 }
 
 /// What one engine gets.
@@ -137,6 +141,10 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
         docker: None,
         podman: None,
         no_kvm: args.no_kvm,
+        image: args.image.choice(
+            &plans.keys().map(|r| r.tool()).collect::<Vec<_>>(),
+            &ProcessEnv,
+        ),
     };
     for (runtime, plan) in &plans {
         let existing = existing_storage(&args.rootfs, *runtime, work.path())?;

@@ -6,6 +6,9 @@ use anyhow::Result;
 use vcontainer_initramfs::Arch;
 
 use crate::bundling::remote::{fetch, FetchOptions, PinnedRef};
+use crate::cli::image_args::ImageArgs;
+use crate::cli::settings::ProcessEnv;
+use crate::state::Tool;
 use crate::util::progress::Reporter;
 
 /// Command-line arguments of `vcontainer fetch`.
@@ -26,6 +29,8 @@ pub struct Args {
     /// Force TCG (no KVM).
     #[arg(long)]
     pub no_kvm: bool,
+    #[command(flatten)]
+    pub image: ImageArgs,
     /// Print what was fetched as JSON.
     #[arg(long)]
     pub json: bool,
@@ -36,6 +41,8 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
     let opts = FetchOptions {
         insecure_registries: args.insecure_registry,
         no_kvm: args.no_kvm,
+        // skopeo runs in the podman guest
+        image: args.image.choice(&[Tool::Vpdmn], &ProcessEnv),
     };
     let fetched = fetch(&image, args.arch, &args.out, &opts, reporter).await?;
     if args.json {
