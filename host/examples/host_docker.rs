@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let reporter = Reporter::new("host_docker", true, false);
     let t0 = Instant::now();
     let arch = Arch::host().context("host arch")?;
-    let cli = docker_cli(arch, &reporter)
+    let cli = docker_cli(arch, false, &reporter)
         .await?
         .context("no host docker CLI")?;
     eprintln!("docker_cli: {:?} ({} ms)", cli, t0.elapsed().as_millis());

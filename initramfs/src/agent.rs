@@ -42,6 +42,18 @@ pub fn check(path: &Path, bytes: &[u8], arch: Arch) -> Result<()> {
     Ok(())
 }
 
+/// A static (no PT_INTERP) executable of `arch`: all [`check`] reads, for tests.
+#[cfg(test)]
+pub(crate) fn static_elf(arch: object::Architecture) -> Vec<u8> {
+    let mut obj = object::write::Object::new(object::BinaryFormat::Elf, arch, Endianness::Little);
+    obj.flags = object::write::FileFlags::None;
+    let mut bytes = obj.write().expect("elf");
+    // e_type = ET_EXEC
+    bytes[16] = 2;
+    bytes[17] = 0;
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

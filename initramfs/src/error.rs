@@ -43,6 +43,14 @@ pub enum BuildError {
     #[error("agent binary {path}: {detail}")]
     Agent { path: PathBuf, detail: String },
 
+    /// `--offline` and the cache lacks a part that only the network can give.
+    #[error("offline: the {arch} guest image needs {missing}, which is not in the cache ({}). Try: run `vcontainer image build -a {arch}` once with network access (or copy its cache), or pass --blob-dir DIR with a prebuilt image (`vcontainer image build --out DIR` makes one)", cache.display())]
+    Offline {
+        arch: String,
+        missing: String,
+        cache: PathBuf,
+    },
+
     /// A prebuilt image directory (`--blob-dir`) cannot be booted.
     #[error("image directory {dir}: {detail}")]
     ImageDir { dir: PathBuf, detail: String },

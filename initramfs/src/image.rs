@@ -26,6 +26,9 @@ pub struct BuildRequest {
     /// Ask the mirror for the current kernel even if one is cached (otherwise the kernel last
     /// resolved is reused and a build needs no network unless the rootfs is missing).
     pub refresh_kernel: bool,
+    /// Never touch the network: a part that is not in the cache fails the build at once,
+    /// naming it (an initramfs for a new agent is still made: it needs nothing from outside).
+    pub offline: bool,
 }
 
 impl BuildRequest {
@@ -35,6 +38,7 @@ impl BuildRequest {
             agent: agent.into(),
             cache_dir: cache_dir.into(),
             refresh_kernel: false,
+            offline: false,
         }
     }
 
@@ -58,6 +62,7 @@ const CURRENT_KERNEL: &str = "current-kernel";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
 const ROOTFS_FILE: &str = "rootfs.sqfs";
 const MANIFEST_FILE: &str = "manifest.json";
+const PACKAGES_FILE: &str = "packages.json";
 
 fn kernel_key(arch: Arch, pkg: &KernelPackage) -> String {
     key(&[
@@ -152,9 +157,11 @@ fn lookup(req: &BuildRequest, keys: &Keys) -> Option<GuestImage> {
     let images = req.images();
     let manifest_path = part_dir(&images, "image", &keys.image).join(MANIFEST_FILE);
     let m = Manifest::read(&manifest_path)?;
+    // A manifest of an older builder has no package list: rewrite it (all parts are reused).
     if m.kernel.key != keys.kernel
         || m.rootfs.key != keys.rootfs
         || m.initramfs.key != keys.initramfs
+        || m.packages.is_empty()
     {
         return None;
     }
@@ -204,7 +211,14 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
         }
     }
     let mut mirrors: Option<Mirrors> = None;
-    let mut mirrors = || -> Result<Mirrors> {
+    let mut mirrors = |missing: &str| -> Result<Mirrors> {
+        if req.offline {
+            return Err(BuildError::Offline {
+                arch: req.arch.name().into(),
+                missing: missing.into(),
+                cache: images.clone(),
+            });
+        }
         if mirrors.is_none() {
             mirrors = Some(Mirrors::from_host()?);
         }
@@ -220,6 +234,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     let idir = ensure_initramfs(req, &images, &ikey, &kdir, &kinfo, progress)?;
 
     progress(Progress::new(Stage::Cache, "writing the manifest…"));
+    let packages = rootfs_packages(req, &rdir)?;
     let art = |dir: &Path, file: &str, key: &str| -> Result<Artifact> {
         let path = dir.join(file);
         let size = std::fs::metadata(&path)
@@ -251,6 +266,8 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
             .map(str::to_string)
             .collect(),
         rootfs_suite: ROOTFS_SUITE.to_string(),
+        engines: crate::packages::engines(&packages),
+        packages,
     };
     let keys = Keys {
         image: image_key(&kkey, &rkey, &ikey),
@@ -271,11 +288,50 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     })
 }
 
+/// The packages of the rootfs part, recorded beside it as `packages.json` the first time (read
+/// from the image's dpkg status, each pinned to the sha256 of the `.deb` in the package cache).
+fn rootfs_packages(req: &BuildRequest, rdir: &Path) -> Result<Vec<crate::packages::PackagePin>> {
+    let path = rdir.join(PACKAGES_FILE);
+    if let Some(pins) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<crate::packages::PackagePin>>(&b).ok())
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(pins);
+    }
+    let debs = req
+        .cache_dir
+        .join("debs")
+        .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
+    // The `extract` variant registers nothing with dpkg; the .debs the build kept are the list.
+    let mut list = crate::packages::parse_status(&crate::packages::status_of_squashfs(
+        &rdir.join(ROOTFS_FILE),
+    )?);
+    if list.is_empty() {
+        list = crate::packages::from_deb_files(&debs);
+    }
+    if list.is_empty() {
+        return Err(BuildError::Package {
+            what: "recording the image's packages".into(),
+            detail: format!(
+                "neither the image's dpkg status nor {} lists any; remove {} to rebuild the root filesystem",
+                debs.display(),
+                rdir.display()
+            ),
+        });
+    }
+    let pins = crate::packages::pins(&list, &debs);
+    let bytes = serde_json::to_vec_pretty(&pins)
+        .map_err(|e| BuildError::io("encoding the package list", &path)(e.into()))?;
+    cache::write_atomic(&path, &bytes)?;
+    Ok(pins)
+}
+
 /// The kernel part: reused from `current-kernel` unless missing or a refresh is asked for.
 fn ensure_kernel(
     req: &BuildRequest,
     images: &Path,
-    mirrors: &mut dyn FnMut() -> Result<Mirrors>,
+    mirrors: &mut dyn FnMut(&str) -> Result<Mirrors>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(String, PathBuf, KernelInfo)> {
     let pointer = images.join(CURRENT_KERNEL);
@@ -302,7 +358,9 @@ fn ensure_kernel(
             .join(format!("{KERNEL_SUITE}-{debarch}")),
         KERNEL_SUITE,
         debarch,
-        &mirrors()?,
+        &mirrors(&format!(
+            "the kernel (linux-image-cloud-{debarch} from {KERNEL_SUITE})"
+        ))?,
     )?;
     progress(Progress::new(
         Stage::Kernel,
@@ -347,7 +405,7 @@ fn ensure_rootfs(
     req: &BuildRequest,
     images: &Path,
     rkey: &str,
-    mirrors: &mut dyn FnMut() -> Result<Mirrors>,
+    mirrors: &mut dyn FnMut(&str) -> Result<Mirrors>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf> {
     let dir = part_dir(images, "rootfs", rkey);
@@ -358,6 +416,9 @@ fn ensure_rootfs(
         ));
         return Ok(dir);
     }
+    let mirrors = mirrors(&format!(
+        "the engines root filesystem ({ROOTFS_SUITE} packages)"
+    ))?;
     let started = Instant::now();
     let staging = Staging::new(&dir)?;
     let tree = staging.tmp.join("tree");
@@ -366,7 +427,7 @@ fn ensure_rootfs(
         .cache_dir
         .join("debs")
         .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
-    rootfs::unpack(req.arch, &mirrors()?, &tree, &debs, &log, progress)?;
+    rootfs::unpack(req.arch, &mirrors, &tree, &debs, &log, progress)?;
     let unpacked = started.elapsed();
     progress(Progress::new(
         Stage::Rootfs,
@@ -440,6 +501,38 @@ mod tests {
         assert_ne!(
             initramfs_key(Arch::Aarch64, &k, "a1"),
             initramfs_key(Arch::Aarch64, &k, "a2")
+        );
+    }
+
+    #[test]
+    fn offline_with_nothing_cached_fails_naming_the_part_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = dir.path().join("agent");
+        std::fs::write(
+            &agent,
+            crate::agent::static_elf(object::Architecture::X86_64),
+        )
+        .expect("write");
+        let mut req = BuildRequest::new(Arch::X86_64, &agent, dir.path());
+        req.offline = true;
+        let err = build(&req, &mut |_| {}).expect_err("nothing cached");
+        let text = err.to_string();
+        assert!(matches!(err, BuildError::Offline { .. }), "{text}");
+        assert!(
+            text.contains("linux-image-cloud-amd64")
+                && text.contains("vcontainer image build -a x86_64")
+                && text.contains("--blob-dir"),
+            "{text}"
+        );
+        // nothing half-made was left behind
+        let images = dir.path().join("images/x86_64");
+        let left: Vec<_> = std::fs::read_dir(&images)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n == ".lock"),
+            "{left:?} in {}",
+            images.display()
         );
     }
 

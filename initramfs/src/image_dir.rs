@@ -56,17 +56,8 @@ pub struct RootfsPart {
     pub sha256: Option<String>,
 }
 
-fn default_fstype() -> String {
+pub(crate) fn default_fstype() -> String {
     "squashfs".into()
-}
-
-/// One installed package of the root image (name, version and the sha256 of its `.deb`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackagePin {
-    pub name: String,
-    pub version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
 }
 
 /// `DIR/<arch>/manifest.json`. Unknown fields are ignored, so later writers can add some.
@@ -88,7 +79,7 @@ pub struct ImageDirManifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub engines: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub packages: Vec<PackagePin>,
+    pub packages: Vec<crate::packages::PackagePin>,
     /// Free-form provenance: the builder and its version, the suite, the mirror.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub about: BTreeMap<String, String>,
@@ -337,64 +328,6 @@ impl ImageDirManifest {
         bytes.push(b'\n');
         crate::cache::write_atomic(path, &bytes)
     }
-}
-
-/// Copies a built image (the cache's parts) to `out/<arch>/` with its manifest. The directory is
-/// assembled beside its final name and renamed into place: an interrupted export never leaves
-/// a directory that looks complete.
-pub fn export(image: &crate::image::GuestImage, out: &Path) -> Result<ImageDir> {
-    let arch = image.arch;
-    let built =
-        crate::manifest::Manifest::read(&image.manifest).ok_or_else(|| BuildError::Package {
-            what: "exporting the guest image".into(),
-            detail: format!("{} is missing or unreadable", image.manifest.display()),
-        })?;
-    std::fs::create_dir_all(out).map_err(BuildError::io("creating the image directory", out))?;
-    let staging = crate::cache::Staging::new(&out.join(arch.name()))?;
-    let copy = |from: &Path, name: &str, sha256: &str| -> Result<FilePart> {
-        let to = staging.tmp.join(name);
-        let size = std::fs::copy(from, &to).map_err(BuildError::io("copying", from))?;
-        Ok(FilePart {
-            file: name.into(),
-            size: Some(size),
-            sha256: Some(sha256.into()),
-        })
-    };
-    let kernel = copy(&image.kernel, "vmlinuz", &built.kernel.sha256)?;
-    let initramfs = copy(&image.initramfs, "initramfs.cpio", &built.initramfs.sha256)?;
-    let rootfs = copy(&image.rootfs, "rootfs.sqfs", &built.rootfs.sha256)?;
-    let mut about = BTreeMap::new();
-    about.insert(
-        "builder".into(),
-        format!("vcontainer {}", env!("CARGO_PKG_VERSION")),
-    );
-    about.insert("builder_version".into(), built.builder_version.clone());
-    about.insert("rootfs_suite".into(), built.rootfs_suite.clone());
-    about.insert(
-        "kernel_package".into(),
-        format!("{} {}", built.kernel_package, built.kernel_package_version),
-    );
-    about.insert("agent".into(), "initramfs".into());
-    let manifest = ImageDirManifest {
-        format: IMAGE_DIR_FORMAT.into(),
-        arch: arch.name().into(),
-        kernel,
-        rootfs: RootfsPart {
-            file: rootfs.file,
-            fstype: default_fstype(),
-            size: rootfs.size,
-            sha256: rootfs.sha256,
-        },
-        initramfs: Some(initramfs),
-        modules: None,
-        kernel_version: Some(built.kernel_version.clone()),
-        engines: BTreeMap::new(),
-        packages: vec![],
-        about,
-    };
-    manifest.write(&staging.tmp.join(IMAGE_DIR_MANIFEST))?;
-    staging.publish()?;
-    ImageDir::open(out, arch)
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub struct Manifest {
     /// Module paths inside the initramfs, in load order.
     pub modules: Vec<String>,
     pub rootfs_suite: String,
+    /// Every package of the root filesystem (empty in manifests of older builders).
+    #[serde(default)]
+    pub packages: Vec<crate::packages::PackagePin>,
+    /// Engine name → package version (docker, containerd, runc, podman, skopeo, crun).
+    #[serde(default)]
+    pub engines: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -69,6 +75,8 @@ mod tests {
             rootfs: art("rootfs-z/rootfs.sqfs"),
             modules: vec!["/lib/modules/v/kernel/a.ko".into()],
             rootfs_suite: "trixie".into(),
+            packages: vec![],
+            engines: Default::default(),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("manifest.json");

@@ -16,6 +16,10 @@ pub struct ModInfo {
     /// (e.g. ext4 → crc32c through the crypto API). Without modprobe in the guest nobody else
     /// would load them.
     pub softdep_pre: Vec<String>,
+    /// Plain-name aliases (`alias=crc32c`), what a soft dependency may name instead of the
+    /// module (ext4's `pre: crc32c` is served by `crc32c_generic`). Device aliases (`pci:…`,
+    /// patterns) are left out: nothing here loads drivers by device.
+    pub aliases: Vec<String>,
     pub vermagic: Option<String>,
 }
 
@@ -40,6 +44,14 @@ impl ModInfo {
                         .map(normalize),
                 ),
                 "softdep" => info.softdep_pre.extend(parse_softdep_pre(value)),
+                "alias"
+                    if !value.is_empty()
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    info.aliases.push(normalize(value))
+                }
                 "vermagic" => info.vermagic = Some(value.trim().to_string()),
                 _ => {}
             }
@@ -91,6 +103,14 @@ pub fn name_of_path(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_aliases_are_kept_device_patterns_are_not() {
+        let info = ModInfo::parse_section(
+            b"alias=crypto-crc32c\0alias=crc32c\0alias=pci:v00001AF4d*sv*\0alias=\0name=crc32c_generic\0",
+        );
+        assert_eq!(info.aliases, ["crypto_crc32c", "crc32c"]);
+    }
 
     #[test]
     fn parses_depends_softdep_and_name() {

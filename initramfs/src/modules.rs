@@ -56,7 +56,19 @@ impl ModuleIndex {
     }
 
     fn knows(&self, name: &str) -> bool {
-        self.modules.contains_key(name) || self.builtin.contains(name)
+        self.builtin.contains(name) || self.resolve(name).is_some()
+    }
+
+    /// The loadable module `name` names: itself, or else the first module (by name) that has it
+    /// as an alias, as modprobe would pick for a soft dependency.
+    fn resolve(&self, name: &str) -> Option<&str> {
+        if let Some((key, _)) = self.modules.get_key_value(name) {
+            return Some(key);
+        }
+        self.modules
+            .iter()
+            .find(|(_, (_, info))| info.aliases.iter().any(|a| a == name))
+            .map(|(key, _)| key.as_str())
     }
 }
 
@@ -127,9 +139,10 @@ fn visit(
         ));
     };
     visiting.push(name.to_string());
-    let mut deps: Vec<&String> = info.depends.iter().collect();
-    // A soft dependency that this kernel lacks entirely is not fatal (modprobe skips it too).
-    deps.extend(info.softdep_pre.iter().filter(|d| index.knows(d)));
+    let mut deps: Vec<&str> = info.depends.iter().map(String::as_str).collect();
+    // A soft dependency may name an alias; one this kernel lacks entirely (or has built in) is
+    // not fatal (modprobe skips it too).
+    deps.extend(info.softdep_pre.iter().filter_map(|d| index.resolve(d)));
     deps.sort();
     deps.dedup();
     for dep in deps {
@@ -152,6 +165,7 @@ mod tests {
                 name: Some(name.to_string()),
                 depends: deps.iter().map(|s| s.to_string()).collect(),
                 softdep_pre: soft.iter().map(|s| s.to_string()).collect(),
+                aliases: vec![],
                 vermagic: None,
             };
             idx.modules
@@ -220,6 +234,28 @@ mod tests {
         );
         let order = load_order(&idx, &["ext4"], &[]).expect("order");
         assert_eq!(names(&order), vec!["crc32c", "jbd2", "ext4"]);
+    }
+
+    /// Trixie's ext4 names `pre: crc32c`, an alias of the `crc32c_generic` module: before alias
+    /// resolution the guest failed with "EXT4-fs: Cannot load crc32c driver".
+    #[test]
+    fn a_softdep_naming_an_alias_loads_the_module_behind_it() {
+        let mut idx = index(
+            &[
+                ("ext4", &["jbd2"], &["crc32c"]),
+                ("jbd2", &[], &[]),
+                ("crc32c_generic", &[], &[]),
+                ("crc32c_arm64", &[], &[]),
+            ],
+            &[],
+        );
+        for m in ["crc32c_generic", "crc32c_arm64"] {
+            let info = &mut idx.modules.get_mut(m).expect("module").1;
+            info.aliases = vec!["crc32c".into(), "crypto_crc32c".into()];
+        }
+        let order = load_order(&idx, &["ext4"], &[]).expect("order");
+        // one provider, the first by name, before ext4
+        assert_eq!(names(&order), vec!["crc32c_arm64", "jbd2", "ext4"]);
     }
 
     #[test]

@@ -128,19 +128,8 @@ fn real_dirs(rootfs: &Path, rel: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object::write::Object as WObject;
-    use object::{Architecture, BinaryFormat, Endianness};
-
-    /// A static (no PT_INTERP) executable header is all `agent::check` reads.
-    fn static_elf(arch: Architecture) -> Vec<u8> {
-        let mut obj = WObject::new(BinaryFormat::Elf, arch, Endianness::Little);
-        obj.flags = object::write::FileFlags::None;
-        let mut bytes = obj.write().expect("elf");
-        // e_type = ET_EXEC
-        bytes[16] = 2;
-        bytes[17] = 0;
-        bytes
-    }
+    use crate::agent::static_elf;
+    use object::Architecture;
 
     fn agent(dir: &Path, arch: Architecture) -> PathBuf {
         let p = dir.join("agent");

@@ -15,7 +15,7 @@ pub enum ProtocolError {
     Unexpected { expected: &'static str, got: String },
     #[error(
         "protocol version mismatch: host speaks version {host}, agent {agent_version} speaks version {agent}; \
-         rebuild the guest image (vcontainer image build) so host and agent match"
+         rebuild the guest image so host and agent match: `vcontainer image build` (with `--out DIR` for an image directory), or for a root filesystem of your own `vcontainer image add-agent --rootfs DIR -a ARCH` and repack it"
     )]
     VersionMismatch {
         host: u32,

@@ -348,15 +348,15 @@ async fn agent_gone_is_an_http_error_for_the_client() {
 async fn real_docker_cli_works_through_the_proxy() {
     let arch = vcontainer_initramfs::Arch::host().expect("a supported host arch");
     let reporter = vcontainer::util::progress::Reporter::new("test", true, false);
-    let mut cli = vcontainer::engine::host_cli::docker_cli(arch, &reporter)
+    let mut cli = vcontainer::engine::host_cli::docker_cli(arch, false, &reporter)
         .await
         .expect("cache dir");
     if cli.is_none() {
         // The version comes from the guest image's packages: build it (cached afterwards).
-        vcontainer::guest::boot_image::build_image(arch, &reporter)
+        vcontainer::guest::boot_image::build_image(arch, false, &reporter)
             .await
             .expect("guest image");
-        cli = vcontainer::engine::host_cli::docker_cli(arch, &reporter)
+        cli = vcontainer::engine::host_cli::docker_cli(arch, false, &reporter)
             .await
             .expect("cache dir");
     }

@@ -60,6 +60,7 @@ fn image_choice(args: &BenchArgs) -> ImageChoice {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         }),
+        offline: crate::guest::boot_image::offline_from_env(),
     }
 }
 

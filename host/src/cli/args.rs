@@ -45,6 +45,10 @@ pub struct EngineArgs {
     /// writes) instead of the cached one (default: $VDKR_BLOB_DIR resp. $VPDMN_BLOB_DIR).
     #[arg(long, value_name = "DIR", global = true)]
     pub blob_dir: Option<PathBuf>,
+    /// Never touch the network for guest images (also $VCONTAINER_OFFLINE=1): use the cache or
+    /// --blob-dir, else fail at once naming what is missing.
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// Boot the guest without a network interface.
     #[arg(long, global = true)]
     pub no_network: bool,

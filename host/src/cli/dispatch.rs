@@ -116,7 +116,10 @@ async fn run(settings: &Settings, args: EngineArgs, reporter: &Reporter) -> Resu
     let work = async {
         if let (Some(resident), Action::Engine(plan)) = (guest.resident(), &action) {
             if let Some(words) = super::host_engine::eligible(settings.tool, plan) {
-                if let Some(code) = super::host_engine::run(resident, words, reporter).await? {
+                if let Some(code) =
+                    super::host_engine::run(resident, words, settings.guest.image.offline, reporter)
+                        .await?
+                {
                     return super::execute::after(
                         guest.transport(),
                         code,

@@ -78,7 +78,12 @@ pub fn eligible(tool: Tool, plan: &EnginePlan) -> Option<&[String]> {
 
 /// Runs `args` with the host docker CLI against the resident VM; `None` when no host CLI is
 /// available (the caller then uses the guest's).
-pub async fn run(resident: &Resident, args: &[String], reporter: &Reporter) -> Result<Option<i32>> {
+pub async fn run(
+    resident: &Resident,
+    args: &[String],
+    offline: bool,
+    reporter: &Reporter,
+) -> Result<Option<i32>> {
     let arch: vcontainer_initramfs::Arch = match resident.record.arch.parse() {
         Ok(a) => a,
         Err(_) => return Ok(None),
@@ -94,7 +99,7 @@ pub async fn run(resident: &Resident, args: &[String], reporter: &Reporter) -> R
         return Ok(None);
     }
     drop(conn);
-    let Some(cli) = crate::engine::host_cli::docker_cli(arch, reporter).await? else {
+    let Some(cli) = crate::engine::host_cli::docker_cli(arch, offline, reporter).await? else {
         return Ok(None);
     };
     let config = resident.state.root().join("docker-config");

@@ -15,6 +15,10 @@ pub struct ImageArgs {
     /// $VDKR_BLOB_DIR or $VPDMN_BLOB_DIR.
     #[arg(long, value_name = "DIR")]
     pub blob_dir: Option<PathBuf>,
+    /// Never touch the network for guest images (also $VCONTAINER_OFFLINE=1): use the cache or
+    /// --blob-dir, else fail at once naming what is missing.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 impl ImageArgs {
@@ -27,7 +31,11 @@ impl ImageArgs {
                 .find_map(|v| env.var(&v))
                 .map(PathBuf::from)
         });
-        ImageChoice { blob_dir }
+        let offline = self.offline
+            || env
+                .var("VCONTAINER_OFFLINE")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        ImageChoice { blob_dir, offline }
     }
 }
 
@@ -61,6 +69,7 @@ mod tests {
         );
         let flag = ImageArgs {
             blob_dir: Some("/f".into()),
+            offline: false,
         };
         assert_eq!(
             flag.choice(&[Tool::Vdkr], &env).blob_dir,

@@ -56,7 +56,13 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             Ok(())
         }
         ProjectCommand::Image {
-            command: ImageCommand::Build { arch, json, out },
+            command:
+                ImageCommand::Build {
+                    arch,
+                    json,
+                    out,
+                    offline,
+                },
         } => {
             let arches: Vec<Arch> = if arch.is_empty() {
                 vec![Arch::host()
@@ -65,12 +71,17 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                 arch.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
             };
             for a in arches {
-                let image = build_image(a, reporter).await?;
+                let image = build_image(
+                    a,
+                    offline || crate::guest::boot_image::offline_from_env(),
+                    reporter,
+                )
+                .await?;
                 let exported = match &out {
                     Some(dir) => {
                         let (image, dir) = (image.clone(), dir.clone());
                         let d = tokio::task::spawn_blocking(move || {
-                            vcontainer_initramfs::image_dir::export(&image, &dir)
+                            vcontainer_initramfs::export_image_dir(&image, &dir)
                         })
                         .await??;
                         reporter.notice(format!("{a}: image directory {}", d.dir.display()));
@@ -89,6 +100,9 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                             "rootfs": image.rootfs,
                             "manifest": image.manifest,
                             "image_dir": exported,
+                            "engines": vcontainer_initramfs::manifest::Manifest::read(&image.manifest)
+                                .map(|m| m.engines)
+                                .unwrap_or_default(),
                         })
                     );
                 } else {

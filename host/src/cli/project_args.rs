@@ -74,6 +74,10 @@ pub(super) enum ImageCommand {
         /// (and $VDKR_BLOB_DIR, $VPDMN_BLOB_DIR) boot, on this machine or another.
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
+        /// Never touch the network (also $VCONTAINER_OFFLINE=1): only a cached image (or an
+        /// initramfs for a changed agent) can be made; otherwise fail at once.
+        #[arg(long)]
+        offline: bool,
     },
     /// Make a root filesystem built elsewhere (a Yocto image, mmdebstrap, …) bootable as a
     /// guest: installs the agent as /usr/sbin/vcontainer-agent and creates the mount points

@@ -155,6 +155,10 @@ impl Settings {
                         .blob_dir
                         .clone()
                         .or_else(|| var("BLOB_DIR").map(PathBuf::from)),
+                    offline: args.offline
+                        || env
+                            .var("VCONTAINER_OFFLINE")
+                            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
                 },
             },
             auto_daemon: auto_daemon && !args.no_daemon,

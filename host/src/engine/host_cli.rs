@@ -40,7 +40,11 @@ pub enum HostCliError {
 /// checked by running `--version` before it is kept. `Ok(None)` (with a debug message) when
 /// there is none to have: the host arch has no guest image support, no guest image was built
 /// (its `.deb` tells the version), or the fetch failed; callers then use the guest's CLI.
-pub async fn docker_cli(guest: Arch, reporter: &Reporter) -> Result<Option<PathBuf>, HostCliError> {
+pub async fn docker_cli(
+    guest: Arch,
+    offline: bool,
+    reporter: &Reporter,
+) -> Result<Option<PathBuf>, HostCliError> {
     let Some(host) = Arch::host() else {
         reporter.debug(format!(
             "host docker CLI: no Debian packages for host arch {}",
@@ -50,10 +54,11 @@ pub async fn docker_cli(guest: Arch, reporter: &Reporter) -> Result<Option<PathB
     };
     let cache = cache_dir().map_err(|_| HostCliError::NoCacheDir)?;
     let r = reporter.clone();
-    let found = tokio::task::spawn_blocking(move || ensure_docker_cli(&cache, guest, host, &r))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|res| res);
+    let found =
+        tokio::task::spawn_blocking(move || ensure_docker_cli(&cache, guest, host, offline, &r))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|res| res);
     match found {
         Ok(path) => Ok(Some(path)),
         Err(e) => {
@@ -105,6 +110,7 @@ fn ensure_docker_cli(
     cache: &Path,
     guest: Arch,
     host: Arch,
+    offline: bool,
     reporter: &Reporter,
 ) -> Result<PathBuf, String> {
     let version = guest_package_version(cache, guest, DOCKER_CLI_PACKAGE)?;
@@ -147,6 +153,11 @@ fn ensure_docker_cli(
         .join(deb_file_name(DOCKER_CLI_PACKAGE, &version, host.debian()));
     if host_deb.is_file() {
         extract_file(&host_deb, DOCKER_IN_PACKAGE, tmp.path())?;
+    } else if offline {
+        return Err(format!(
+            "offline, and {} is not in the cache",
+            host_deb.display()
+        ));
     } else {
         vcontainer_initramfs::fetch_package_file(
             host,

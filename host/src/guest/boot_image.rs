@@ -30,6 +30,14 @@ pub enum ImageError {
 pub struct ImageChoice {
     /// A prebuilt image directory (`--blob-dir`, `$VDKR_BLOB_DIR`, …) instead of the cache.
     pub blob_dir: Option<PathBuf>,
+    /// `--offline` / `$VCONTAINER_OFFLINE=1`: never touch the network; a guest image not in the
+    /// cache (or the image directory) fails at once, naming what is missing.
+    pub offline: bool,
+}
+
+/// `$VCONTAINER_OFFLINE`: the one environment switch a build system sets for every command.
+pub fn offline_from_env() -> bool {
+    std::env::var("VCONTAINER_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
 }
 
 impl ImageChoice {
@@ -92,7 +100,9 @@ pub async fn ensure_image(
 ) -> Result<BootImage, ImageError> {
     match &choice.blob_dir {
         Some(dir) => from_image_dir(arch, dir, reporter).await,
-        None => build_image(arch, reporter).await.map(BootImage::from),
+        None => build_image(arch, choice.offline, reporter)
+            .await
+            .map(BootImage::from),
     }
 }
 
@@ -143,11 +153,27 @@ async fn from_image_dir(
 }
 
 /// Our own image for `arch`, built on first use (minutes) and cached afterwards.
-pub async fn build_image(arch: Arch, reporter: &Reporter) -> Result<GuestImage, ImageError> {
+pub async fn build_image(
+    arch: Arch,
+    offline: bool,
+    reporter: &Reporter,
+) -> Result<GuestImage, ImageError> {
     let agent = agent_binary(arch, reporter)?;
-    let req = BuildRequest::new(arch, agent, cache_dir()?);
+    let mut req = BuildRequest::new(arch, agent, cache_dir()?);
+    req.offline = offline;
     if let Some(image) = vcontainer_initramfs::cached(&req) {
         return Ok(image);
+    }
+    if offline {
+        // Only parts that need nothing from outside can still be made (an initramfs for a
+        // changed agent); the builder fails at once for the others.
+        let r = reporter.clone();
+        return tokio::task::spawn_blocking(move || {
+            build(&req, &mut |p| r.debug(format!("image: {p}")))
+        })
+        .await
+        .map_err(|e| ImageError::Task(e.to_string()))?
+        .map_err(|source| ImageError::Build { arch, source });
     }
     reporter.notice(format!(
         "building the {arch} guest image (first use: kernel, modules, engines rootfs; takes minutes, cached afterwards)"

@@ -14,6 +14,17 @@ use crate::util::path_lookup::{find_in_path, is_executable};
 
 const BACKEND_BINARY: &str = "vhost-device-vsock";
 
+/// The credit the backend grants the guest per connection (`tx-buffer-size`), which bounds the
+/// largest packet the guest sends. Linux guests with the 2025 stable change "vsock/virtio:
+/// Allocate nonlinear SKBs for handling large transmit buffers" (Debian trixie's 6.12, Yocto
+/// kernels of that age) put a packet of more than `SKB_WITH_OVERHEAD(32 KiB)` = 32448 bytes into
+/// page fragments: several data descriptors. vhost-device-vsock 0.3.0 (virtio-vsock up to 0.12)
+/// reads one data descriptor only, drops such a packet ("error reading TX packet:
+/// DescriptorLengthTooSmall") and the connection then waits forever for credit: a storage export
+/// from a trixie-kernel guest stalled. With at most 32000 bytes of credit (plus the 44-byte header) every
+/// packet stays linear. The default is 64 KiB; figures for both are in the README.
+pub const BACKEND_TX_BUFFER: u32 = 32_000;
+
 /// The backend creates its socket in well under 100 ms; a few seconds covers a loaded 2-core host.
 pub const DEFAULT_BACKEND_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -77,6 +88,7 @@ impl VsockBackend {
         vm_arg.push(vhost_socket.as_os_str());
         vm_arg.push(",uds-path=");
         vm_arg.push(uds_path.as_os_str());
+        vm_arg.push(format!(",tx-buffer-size={BACKEND_TX_BUFFER}"));
 
         let child = Command::new(binary)
             .arg("--vm")
@@ -290,6 +302,7 @@ mod tests {
         let pid = backend.pid();
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         assert!(backend.log_tail(5).contains("--vm guest-cid=3,socket="));
+        assert!(backend.log_tail(5).contains(",tx-buffer-size=32000"));
         drop(backend);
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
