@@ -234,7 +234,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     let idir = ensure_initramfs(req, &images, &ikey, &kdir, &kinfo, progress)?;
 
     progress(Progress::new(Stage::Cache, "writing the manifest…"));
-    let packages = rootfs_packages(req, &rdir)?;
+    let packages = rootfs_packages(&rdir)?;
     let art = |dir: &Path, file: &str, key: &str| -> Result<Artifact> {
         let path = dir.join(file);
         let size = std::fs::metadata(&path)
@@ -288,43 +288,34 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     })
 }
 
-/// The packages of the rootfs part, recorded beside it as `packages.json` the first time (read
-/// from the image's dpkg status, each pinned to the sha256 of the `.deb` in the package cache).
-fn rootfs_packages(req: &BuildRequest, rdir: &Path) -> Result<Vec<crate::packages::PackagePin>> {
+/// The packages of a rootfs part, as its build recorded them.
+fn rootfs_packages(rdir: &Path) -> Result<Vec<crate::packages::PackagePin>> {
     let path = rdir.join(PACKAGES_FILE);
-    if let Some(pins) = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<crate::packages::PackagePin>>(&b).ok())
-        .filter(|p| !p.is_empty())
-    {
-        return Ok(pins);
-    }
-    let debs = req
-        .cache_dir
-        .join("debs")
-        .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
-    // The `extract` variant registers nothing with dpkg; the .debs the build kept are the list.
-    let mut list = crate::packages::parse_status(&crate::packages::status_of_squashfs(
-        &rdir.join(ROOTFS_FILE),
-    )?);
-    if list.is_empty() {
-        list = crate::packages::from_deb_files(&debs);
-    }
-    if list.is_empty() {
+    let bytes = std::fs::read(&path).map_err(BuildError::io("reading the package list", &path))?;
+    serde_json::from_slice(&bytes).map_err(|e| BuildError::Package {
+        what: format!("reading {}", path.display()),
+        detail: e.to_string(),
+    })
+}
+
+/// Pins every `.deb` named in `list` (what the build used) to its sha256, while the package
+/// cache certainly holds them, and writes the result as the part's `packages.json`.
+fn record_packages(list: &Path, debs: &Path, out: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(list).map_err(BuildError::io("reading", list))?;
+    let packages = crate::packages::newest_of_each(
+        text.lines()
+            .filter_map(crate::packages::parse_deb_file_name),
+    );
+    if packages.is_empty() {
         return Err(BuildError::Package {
             what: "recording the image's packages".into(),
-            detail: format!(
-                "neither the image's dpkg status nor {} lists any; remove {} to rebuild the root filesystem",
-                debs.display(),
-                rdir.display()
-            ),
+            detail: format!("{} names no .deb", list.display()),
         });
     }
-    let pins = crate::packages::pins(&list, &debs);
+    let pins = crate::packages::pins(&packages, debs);
     let bytes = serde_json::to_vec_pretty(&pins)
-        .map_err(|e| BuildError::io("encoding the package list", &path)(e.into()))?;
-    cache::write_atomic(&path, &bytes)?;
-    Ok(pins)
+        .map_err(|e| BuildError::io("encoding the package list", out)(e.into()))?;
+    cache::write_atomic(out, &bytes)
 }
 
 /// The kernel part: reused from `current-kernel` unless missing or a refresh is asked for.
@@ -409,7 +400,8 @@ fn ensure_rootfs(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf> {
     let dir = part_dir(images, "rootfs", rkey);
-    if dir.join(ROOTFS_FILE).is_file() {
+    // A part made before packages were recorded is remade (from the package cache, in seconds).
+    if dir.join(ROOTFS_FILE).is_file() && dir.join(PACKAGES_FILE).is_file() {
         progress(Progress::new(
             Stage::Rootfs,
             format!("cached {}", dir.display()),
@@ -427,7 +419,9 @@ fn ensure_rootfs(
         .cache_dir
         .join("debs")
         .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
-    rootfs::unpack(req.arch, &mirrors, &tree, &debs, &log, progress)?;
+    let deb_list = staging.tmp.join("debs.list");
+    rootfs::unpack(req.arch, &mirrors, &tree, &debs, &deb_list, &log, progress)?;
+    record_packages(&deb_list, &debs, &staging.tmp.join(PACKAGES_FILE))?;
     let unpacked = started.elapsed();
     progress(Progress::new(
         Stage::Rootfs,

@@ -79,7 +79,10 @@ pub fn fetch_closure(
     let debarch = arch.debian();
     let apt = PrivateApt::create(
         &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
-        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
+        // Kept apart from the root filesystem's package cache (see `fetch_deb`).
+        &cache_dir
+            .join("debs")
+            .join(format!("{suite}-{debarch}-fetched")),
         suite,
         debarch,
         &crate::sources::Mirrors::from_host()?,

@@ -20,7 +20,11 @@ pub fn fetch_deb(
     let debarch = arch.debian();
     let apt = PrivateApt::create(
         &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
-        &cache_dir.join("debs").join(format!("{suite}-{debarch}")),
+        // Not the root filesystem's own package cache: that one must hold only what the image
+        // is made of (its package list is read from there).
+        &cache_dir
+            .join("debs")
+            .join(format!("{suite}-{debarch}-fetched")),
         suite,
         debarch,
         &Mirrors::from_host()?,

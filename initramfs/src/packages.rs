@@ -1,13 +1,13 @@
-//! What the engines root filesystem is made of: every installed package with its version and the
-//! sha256 of the `.deb` it came from, read from the image's dpkg status file. Recorded in the
-//! image manifest so two machines can compare what they built, and the engine versions
-//! (docker, containerd, runc, podman, skopeo) are reported from it.
+//! What the engines root filesystem is made of: every package with its version and the sha256 of
+//! the `.deb` it came from, recorded when the root filesystem is built (the `extract` variant
+//! leaves the image's dpkg database empty, so the list comes from the `.debs` apt used). Kept in
+//! the image manifest so two machines can compare what they built; the engine versions (docker,
+//! containerd, runc, podman, skopeo) are read from it. A dpkg status parser is here too, for
+//! root filesystems made with maintainer scripts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-use crate::error::{BuildError, Result};
 use serde::{Deserialize, Serialize};
 
 /// One installed package of the root image (name, version and the sha256 of its `.deb`).
@@ -53,46 +53,41 @@ pub fn parse_status(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The status file of a squashfs image, read with `unsquashfs -cat` (no mount, no root).
-pub fn status_of_squashfs(image: &Path) -> Result<String> {
-    let unsquashfs = crate::tool::require("unsquashfs", "reading the image's package list")?;
-    let out = Command::new(unsquashfs)
-        .arg("-cat")
-        .arg(image)
-        .arg("var/lib/dpkg/status")
-        .output()
-        .map_err(BuildError::io("running unsquashfs", image))?;
-    if !out.status.success() {
-        return Err(BuildError::Package {
-            what: format!("reading var/lib/dpkg/status from {}", image.display()),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// `(name, version)` from apt's file name `name_version_arch.deb` (an epoch's `:` as `%3a`).
+pub fn parse_deb_file_name(file: &str) -> Option<(String, String)> {
+    let stem = file.trim().strip_suffix(".deb")?;
+    let mut parts = stem.splitn(3, '_');
+    let package = parts.next()?.to_string();
+    let version = parts.next()?.replace("%3a", ":");
+    parts.next()?;
+    Some((package, version))
 }
 
-/// `(name, version)` of every `.deb` in `debs`, from apt's file names: what an image built with
-/// mmdebstrap's `extract` variant (which registers nothing in the dpkg database) was made of,
-/// since the build keeps exactly the `.debs` it used there.
-pub fn from_deb_files(debs: &Path) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = std::fs::read_dir(debs)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let stem = name.strip_suffix(".deb")?;
-                    let mut parts = stem.splitn(3, '_');
-                    let package = parts.next()?.to_string();
-                    let version = parts.next()?.replace("%3a", ":");
-                    parts.next()?;
-                    Some((package, version))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
+/// One `(name, version)` per package, the newest by Debian's version order: the package cache
+/// keeps `.debs` of earlier builds beside the ones apt just used, and apt always takes the
+/// newest candidate.
+pub fn newest_of_each(
+    packages: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    let mut newest: BTreeMap<String, String> = BTreeMap::new();
+    for (name, version) in packages {
+        match newest.get(&name) {
+            Some(have) if !version_gt(&version, have) => {}
+            _ => {
+                newest.insert(name, version);
+            }
+        }
+    }
+    newest.into_iter().collect()
+}
+
+/// `a > b` in Debian's version order, as `dpkg --compare-versions` says (dpkg is on every host
+/// that builds images).
+fn version_gt(a: &str, b: &str) -> bool {
+    std::process::Command::new("dpkg")
+        .args(["--compare-versions", a, "gt", b])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Pins for `packages`, with the sha256 of each `.deb` found in `debs` (apt's file names:
@@ -143,16 +138,28 @@ mod tests {
 
     #[test]
     fn deb_file_names_give_names_and_versions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for f in [
-            "base-passwd_1%3a3.6.7_arm64.deb",
-            "tar_1.35+dfsg-3.1_arm64.deb",
-            "notes.txt",
-        ] {
-            std::fs::write(dir.path().join(f), b"x").expect("w");
-        }
         assert_eq!(
-            from_deb_files(dir.path()),
+            parse_deb_file_name("base-passwd_1%3a3.6.7_arm64.deb"),
+            Some(("base-passwd".to_string(), "1:3.6.7".to_string()))
+        );
+        assert_eq!(
+            parse_deb_file_name("tar_1.35+dfsg-3.1_arm64.deb\n"),
+            Some(("tar".to_string(), "1.35+dfsg-3.1".to_string()))
+        );
+        assert_eq!(parse_deb_file_name("notes.txt"), None);
+        assert_eq!(parse_deb_file_name("noversion.deb"), None);
+    }
+
+    #[test]
+    fn the_newest_version_of_a_package_wins() {
+        let list = [
+            ("tar".to_string(), "1.35+dfsg-3".to_string()),
+            ("tar".to_string(), "1.35+dfsg-3.1".to_string()),
+            ("base-passwd".to_string(), "1:3.6.7".to_string()),
+            ("base-passwd".to_string(), "3.7.0".to_string()),
+        ];
+        assert_eq!(
+            newest_of_each(list),
             [
                 ("base-passwd".to_string(), "1:3.6.7".to_string()),
                 ("tar".to_string(), "1.35+dfsg-3.1".to_string()),

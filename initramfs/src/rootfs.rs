@@ -98,12 +98,15 @@ fn merged_usr_dirs(arch: Arch) -> &'static str {
 }
 
 /// Runs mmdebstrap into `target` (must not exist). `debs` is the download cache: its files are
-/// copied in before apt runs and replaced by the set apt used afterwards.
+/// copied in before apt runs and replaced by the set apt used afterwards. `deb_list` receives the
+/// file names of exactly those `.debs`, one per line: the `extract` variant registers nothing in
+/// the image's dpkg database, so this is the record of what the image is made of.
 pub fn unpack(
     arch: Arch,
     mirrors: &Mirrors,
     target: &Path,
     debs: &Path,
+    deb_list: &Path,
     log: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
@@ -124,6 +127,7 @@ pub fn unpack(
     let dirs = merged_usr_dirs(arch);
     cmd.env("LC_ALL", "C.UTF-8")
         .env("VCONTAINER_DEB_CACHE", debs)
+        .env("VCONTAINER_DEB_LIST", deb_list)
         .args(["--variant=extract", "--mode=chrootless", "--format=directory"])
         .arg(format!("--architectures={}", arch.debian()))
         .arg(format!("--include={}", packages().join(",")))
@@ -137,7 +141,8 @@ pub fn unpack(
         ))
         // Keep exactly the .debs this build used, for the next build. (The extract variant runs
         // no customize hooks; extract hooks run while the .debs are still in the archives dir.)
-        .arg("--extract-hook=rm -f \"$VCONTAINER_DEB_CACHE\"/*.deb; cp \"$1\"/var/cache/apt/archives/*.deb \"$VCONTAINER_DEB_CACHE\"/");
+        .arg("--extract-hook=rm -f \"$VCONTAINER_DEB_CACHE\"/*.deb; cp \"$1\"/var/cache/apt/archives/*.deb \"$VCONTAINER_DEB_CACHE\"/; \
+             for f in \"$1\"/var/cache/apt/archives/*.deb; do echo \"${f##*/}\"; done > \"$VCONTAINER_DEB_LIST\"");
     for pattern in PATH_EXCLUDES {
         cmd.arg(format!("--dpkgopt=path-exclude={pattern}"));
     }
