@@ -76,17 +76,7 @@ pub fn fetch_closure(
     out: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<KernelInfo> {
-    let debarch = arch.debian();
-    let apt = PrivateApt::create(
-        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
-        // Kept apart from the root filesystem's package cache (see `fetch_deb`).
-        &cache_dir
-            .join("debs")
-            .join(format!("{suite}-{debarch}-fetched")),
-        suite,
-        debarch,
-        &crate::sources::Mirrors::from_host()?,
-    )?;
+    let apt = crate::package_file::fetching_apt(arch, cache_dir, suite)?;
     // The lists may be missing or stale; one update is enough to find the kernel.
     let stanza = match resolve(&apt, arch) {
         Ok(s) => s,

@@ -9,6 +9,22 @@ use crate::error::{BuildError, Result};
 use crate::sources::Mirrors;
 use crate::Arch;
 
+/// The private apt setup for packages fetched one by one (test fixtures, kernels of other
+/// suites, the host's docker CLI). Not the root filesystem's own package cache: that one must
+/// hold only what the image is made of (its package list is read from there).
+pub(crate) fn fetching_apt(arch: Arch, cache_dir: &Path, suite: &str) -> Result<PrivateApt> {
+    let debarch = arch.debian();
+    PrivateApt::create(
+        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
+        &cache_dir
+            .join("debs")
+            .join(format!("{suite}-{debarch}-fetched")),
+        suite,
+        debarch,
+        &Mirrors::from_host()?,
+    )
+}
+
 /// The newest `package` in `suite` for `arch` as a `.deb` in `cache_dir`'s package cache
 /// (downloaded unless it is there already).
 pub fn fetch_deb(
@@ -17,18 +33,7 @@ pub fn fetch_deb(
     suite: &str,
     package: &str,
 ) -> Result<std::path::PathBuf> {
-    let debarch = arch.debian();
-    let apt = PrivateApt::create(
-        &cache_dir.join("apt").join(format!("{suite}-{debarch}")),
-        // Not the root filesystem's own package cache: that one must hold only what the image
-        // is made of (its package list is read from there).
-        &cache_dir
-            .join("debs")
-            .join(format!("{suite}-{debarch}-fetched")),
-        suite,
-        debarch,
-        &Mirrors::from_host()?,
-    )?;
+    let apt = fetching_apt(arch, cache_dir, suite)?;
     // The lists may be missing or stale; one update is enough to find the package.
     let stanza = match apt.show(package) {
         Ok(s) => s,

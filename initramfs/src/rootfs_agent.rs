@@ -48,10 +48,7 @@ pub fn install(rootfs: &Path, agent: &Path, arch: Arch) -> Result<Installed> {
             // A symlink (e.g. to a directory of the image) is resolved inside the guest.
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&path)
-                    .map_err(BuildError::io("creating mount point", &path))?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                    .map_err(BuildError::io("creating mount point", &path))?;
+                create_dir_755(&path, "creating mount point")?;
                 created.push(path);
             }
             Err(e) => return Err(BuildError::io("reading mount point", &path)(e)),
@@ -86,6 +83,13 @@ pub fn install(rootfs: &Path, agent: &Path, arch: Arch) -> Result<Installed> {
     })
 }
 
+/// A new directory of mode 0755 whatever the umask: what an image's directories have.
+fn create_dir_755(path: &Path, what: &str) -> Result<()> {
+    std::fs::create_dir(path).map_err(BuildError::io(what, path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(BuildError::io(what, path))
+}
+
 /// `rootfs/rel`, each component a real directory (created 0755 when missing), never a symlink.
 fn real_dirs(rootfs: &Path, rel: &Path) -> Result<PathBuf> {
     let mut path = rootfs.to_path_buf();
@@ -115,9 +119,7 @@ fn real_dirs(rootfs: &Path, rel: &Path) -> Result<PathBuf> {
                 ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&path).map_err(BuildError::io("creating directory", &path))?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                    .map_err(BuildError::io("creating directory", &path))?;
+                create_dir_755(&path, "creating directory")?;
             }
             Err(e) => return Err(BuildError::io("reading directory", &path)(e)),
         }

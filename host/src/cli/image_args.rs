@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::guest::boot_image::ImageChoice;
+use crate::guest::boot_image::{offline_value, ImageChoice, OFFLINE_ENV};
 use crate::state::Tool;
 
 use super::settings::Environment;
@@ -31,10 +31,7 @@ impl ImageArgs {
                 .find_map(|v| env.var(&v))
                 .map(PathBuf::from)
         });
-        let offline = self.offline
-            || env
-                .var("VCONTAINER_OFFLINE")
-                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        let offline = self.offline || offline_value(env.var(OFFLINE_ENV).as_deref());
         ImageChoice { blob_dir, offline }
     }
 }

@@ -156,9 +156,9 @@ impl Settings {
                         .clone()
                         .or_else(|| var("BLOB_DIR").map(PathBuf::from)),
                     offline: args.offline
-                        || env
-                            .var("VCONTAINER_OFFLINE")
-                            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+                        || crate::guest::boot_image::offline_value(
+                            env.var(crate::guest::boot_image::OFFLINE_ENV).as_deref(),
+                        ),
                 },
             },
             auto_daemon: auto_daemon && !args.no_daemon,

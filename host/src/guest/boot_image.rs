@@ -35,9 +35,17 @@ pub struct ImageChoice {
     pub offline: bool,
 }
 
-/// `$VCONTAINER_OFFLINE`: the one environment switch a build system sets for every command.
+/// The one environment switch a build system sets for every command.
+pub const OFFLINE_ENV: &str = "VCONTAINER_OFFLINE";
+
+/// Whether a value of [`OFFLINE_ENV`] turns offline mode on.
+pub fn offline_value(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "true" | "yes"))
+}
+
+/// [`OFFLINE_ENV`] of this process.
 pub fn offline_from_env() -> bool {
-    std::env::var("VCONTAINER_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+    offline_value(std::env::var(OFFLINE_ENV).ok().as_deref())
 }
 
 impl ImageChoice {
@@ -164,23 +172,25 @@ pub async fn build_image(
     if let Some(image) = vcontainer_initramfs::cached(&req) {
         return Ok(image);
     }
-    if offline {
-        // Only parts that need nothing from outside can still be made (an initramfs for a
-        // changed agent); the builder fails at once for the others.
-        let r = reporter.clone();
-        return tokio::task::spawn_blocking(move || {
-            build(&req, &mut |p| r.debug(format!("image: {p}")))
-        })
-        .await
-        .map_err(|e| ImageError::Task(e.to_string()))?
-        .map_err(|source| ImageError::Build { arch, source });
+    // Offline, only parts that need nothing from outside can still be made (an initramfs for a
+    // changed agent) and the builder fails at once for the others: no "takes minutes" notice.
+    if !offline {
+        reporter.notice(format!(
+            "building the {arch} guest image (first use: kernel, modules, engines rootfs; takes minutes, cached afterwards)"
+        ));
     }
-    reporter.notice(format!(
-        "building the {arch} guest image (first use: kernel, modules, engines rootfs; takes minutes, cached afterwards)"
-    ));
     let r = reporter.clone();
-    tokio::task::spawn_blocking(move || build(&req, &mut |p| r.notice(format!("image: {p}"))))
-        .await
-        .map_err(|e| ImageError::Task(e.to_string()))?
-        .map_err(|source| ImageError::Build { arch, source })
+    tokio::task::spawn_blocking(move || {
+        build(&req, &mut |p| {
+            let line = format!("image: {p}");
+            if offline {
+                r.debug(line)
+            } else {
+                r.notice(line)
+            }
+        })
+    })
+    .await
+    .map_err(|e| ImageError::Task(e.to_string()))?
+    .map_err(|source| ImageError::Build { arch, source })
 }
