@@ -2,6 +2,7 @@
 //! the agent's dial-in with a boot deadline (kill and retry once), boot configuration, readiness.
 
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -293,7 +294,15 @@ impl Instance {
                         console,
                     });
                 }
-                Err(BootWait::Failed(e)) => {
+                Err(BootWait::Crashed(e)) if attempt < BOOT_ATTEMPTS => {
+                    reporter.notice(format!(
+                        "QEMU died during boot (attempt {attempt} of {BOOT_ATTEMPTS}); restarting it"
+                    ));
+                    reporter.debug(e.to_string());
+                    vm.kill();
+                    last_err = Some(e);
+                }
+                Err(BootWait::Crashed(e)) | Err(BootWait::Failed(e)) => {
                     vm.kill();
                     return Err(e);
                 }
@@ -454,7 +463,17 @@ fn orphan_notice(state: &StateDir, orphan: &crate::guest::resident::Orphan) -> S
 
 enum BootWait {
     Timeout,
+    /// QEMU was killed by a signal: an emulator fault (TCG has aborted on internal assertions
+    /// under load), not something the same arguments will do again, so the boot is retried.
+    Crashed(InstanceError),
     Failed(InstanceError),
+}
+
+/// Whether QEMU's exit was a crash (death by a signal we did not send) rather than an orderly
+/// exit with a status: a bad argument or a guest that powered off exits, it does not abort.
+fn died_by_signal(status: &ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().is_some()
 }
 
 /// Waits for the agent's control connection and `Hello`, watching QEMU.
@@ -475,11 +494,16 @@ async fn wait_for_agent(
                         if qemu_log.contains(QEMU_LOCK_FAILURE) {
                             return Err(BootWait::Failed(disk_in_use(state_disk, qemu_log)));
                         }
-                        return Err(BootWait::Failed(InstanceError::QemuExited {
+                        let err = InstanceError::QemuExited {
                             status: status.to_string(),
-                            qemu_log: vm.qemu_log_tail(20),
+                            qemu_log,
                             console: vm.console_tail(30),
-                        }));
+                        };
+                        return Err(if died_by_signal(&status) {
+                            BootWait::Crashed(err)
+                        } else {
+                            BootWait::Failed(err)
+                        });
                     }
                     Ok(None) => {}
                     Err(e) => return Err(BootWait::Failed(e.into())),
@@ -608,5 +632,20 @@ impl Control {
             AgentMsg::Done => Ok(()),
             other => Err(SessionError::unexpected("Done", &other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn only_a_signal_death_counts_as_a_crash() {
+        // Raw wait statuses: a signal number in the low bits, an exit code shifted by 8.
+        assert!(died_by_signal(&ExitStatus::from_raw(6))); // SIGABRT
+        assert!(died_by_signal(&ExitStatus::from_raw(11)));
+        assert!(!died_by_signal(&ExitStatus::from_raw(0)));
+        assert!(!died_by_signal(&ExitStatus::from_raw(1 << 8)));
     }
 }
