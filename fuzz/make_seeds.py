@@ -288,6 +288,12 @@ def config_seeds():
     write("config_parsers", "detect-oci.bin",
           c(9, tar_bytes([("oci-layout", "file", b"{}"), ("index.json", "file", b"{}"),
                           ("blobs/sha256/aa", "file")])))
+    write("config_parsers", "storage-conf.bin",
+          c(10, '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\n'
+                'graphroot = "/var/lib/containers/storage"\n[storage.options]\n'
+                'additionalimagestores = [\n]\n'))
+    write("config_parsers", "daemon-json.bin",
+          c(11, '{"storage-driver": "overlay2", "data-root": "/var/lib/docker", "log-level": "warn"}'))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,17 @@ where
         Arc::clone(&agent),
         boot.host_bound,
     ));
+    // The driver is chosen after the seed: a seeded storage says which driver wrote it.
+    let mut storage_driver = None;
+    if outcome.is_ok() {
+        match agent.engine.configure_storage(boot.storage_driver) {
+            Ok(driver) => {
+                debug!("storage driver: {driver}");
+                storage_driver = Some(driver);
+            }
+            Err(e) => outcome = Err((ErrorKind::Engine, e.to_string())),
+        }
+    }
     let mut engine_ms = uptime_ms();
     if outcome.is_ok() && boot.start_engine {
         match agent.engine.start().await {
@@ -139,6 +150,7 @@ where
                 init_ms: timings.init_ms,
                 rootfs_ms: timings.rootfs_ms,
                 engine_ms,
+                storage_driver,
             });
             crate::idle::watch(
                 Arc::clone(&agent),

@@ -9,7 +9,7 @@ use tokio::net::{UnixListener, UnixStream};
 use vcontainer_agent::host_mode::{HostAgent, ServeArgs};
 use vcontainer_protocol::{
     read_frame_async, write_frame_async, AgentMsg, BootConfig, EngineKind, ErrorKind, ExecRequest,
-    ExitStatus, HostMsg, Request, StreamDigest, DATA_CHUNK_LEN, PROTOCOL_VERSION,
+    ExitStatus, HostMsg, Request, StorageDriver, StreamDigest, DATA_CHUNK_LEN, PROTOCOL_VERSION,
 };
 
 struct Client {
@@ -553,6 +553,60 @@ async fn control_handshake_seeds_storage_and_reports_ready() {
 
     let (_dir, _host, answer) = boot_with_seed(None).await;
     assert!(matches!(answer, AgentMsg::Ready(_)), "{answer:?}");
+}
+
+/// The storage driver is chosen after the seed: a seed written with overlay makes a request for
+/// vfs an engine error naming the fix, and no request takes the seed's driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_driver_follows_the_seed_or_refuses_a_conflict() {
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(src.path().join("storage/overlay-images")).expect("mkdir");
+    let out = std::process::Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(src.path())
+        .arg("storage")
+        .output()
+        .expect("tar");
+    assert!(out.status.success());
+    let boot = |driver| BootConfig {
+        seed_storage: true,
+        start_engine: true,
+        storage_driver: driver,
+        ..Default::default()
+    };
+
+    let (_dir, _host, _control, answer) = boot_agent(
+        boot(Some(StorageDriver::Vfs)),
+        Some((out.stdout.clone(), false)),
+    )
+    .await;
+    match answer {
+        AgentMsg::Error(e) => {
+            assert_eq!(e.kind, ErrorKind::Engine, "{e:?}");
+            assert!(e.message.contains("--storage-driver overlay"), "{e:?}");
+        }
+        other => panic!("expected a driver conflict, got {other:?}"),
+    }
+
+    let (_dir, _host, _control, answer) = boot_agent(boot(None), Some((out.stdout, false))).await;
+    match answer {
+        AgentMsg::Ready(r) => assert_eq!(r.storage_driver, Some(StorageDriver::Overlay)),
+        other => panic!("expected Ready, got {other:?}"),
+    }
+
+    let (_dir, _host, _control, answer) = boot_agent(
+        BootConfig {
+            start_engine: true,
+            storage_driver: Some(StorageDriver::Vfs),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    match answer {
+        AgentMsg::Ready(r) => assert_eq!(r.storage_driver, Some(StorageDriver::Vfs)),
+        other => panic!("expected Ready, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,9 @@
 //! 8. docker-archive `manifest.json` (as `vimport` parses it).
 //! 9. import-source detection of a file (uncompressed; compressed inputs spawn a tool and are
 //!    skipped).
+//! 10. a target's `/etc/containers/storage.conf` / 11. `/etc/docker/daemon.json`, read from a
+//!    scratch rootfs as `populate-rootfs` reads them: a driver it reports is one vcontainer
+//!    writes, and the parsers agree with the file-level reading.
 #![no_main]
 
 use std::fs;
@@ -25,6 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use vcontainer::bundling::spec::{
     image_name_and_tag, is_tag_token, is_valid_image_name, parse_bundled, parse_entry, Runtime,
 };
+use vcontainer::bundling::target;
 use vcontainer::cli::config::{Config, KEYS};
 use vcontainer::guest::registry::{is_private_host, qualify_image, read_auth_file, registry_host};
 use vcontainer_fuzz::{split_parts, Scratch};
@@ -106,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
     let scratch = SCRATCH.get_or_init(|| Scratch::new("config"));
     let dir = &scratch.root;
     let parts = split_parts(input);
-    match sel % 10 {
+    match sel % 12 {
         0 => {
             scratch.reset();
             config(dir, &parts);
@@ -179,6 +183,39 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(id) = id {
                     assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
                 }
+            }
+        }
+        10 | 11 => {
+            scratch.reset();
+            let (runtime, rel) = if sel % 12 == 10 {
+                (Runtime::Podman, "etc/containers/storage.conf")
+            } else {
+                (Runtime::Docker, "etc/docker/daemon.json")
+            };
+            let file = dir.join(rel);
+            fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+            fs::write(&file, input).expect("write");
+            let parsed = if runtime == Runtime::Podman {
+                target::parse_storage_conf(&text(input))
+            } else {
+                target::parse_daemon_json(&text(input))
+            };
+            match target::configured_driver(dir, runtime) {
+                Ok(Some(c)) => {
+                    let settings = parsed.expect("the file reading parsed it");
+                    assert_eq!(
+                        c.driver.map(|d| d.engine_name(runtime.tool().engine_kind()).to_string()),
+                        settings
+                            .driver
+                            .filter(|d| !d.trim().is_empty())
+                            .map(|d| vcontainer_protocol::StorageDriver::from_engine_name(&d)
+                                .expect("a reported driver is one vcontainer writes")
+                                .engine_name(runtime.tool().engine_kind())
+                                .to_string())
+                    );
+                }
+                Ok(None) => panic!("the file exists"),
+                Err(_) => {}
             }
         }
         _ => {

@@ -21,6 +21,7 @@
 
 mod bytes;
 mod digest;
+mod engine;
 mod error;
 mod frame;
 pub mod guest_image;
@@ -32,6 +33,7 @@ pub mod fuzzing;
 pub mod seeds;
 
 pub use digest::{StreamDigest, StreamEnd};
+pub use engine::{EngineKind, StorageDriver};
 pub use error::ProtocolError;
 pub use frame::{decode_payload, encode_frame, read_frame, write_frame, FrameHeader};
 #[cfg(feature = "tokio")]
@@ -39,7 +41,7 @@ pub use frame::{read_frame_async, write_frame_async};
 pub use messages::*;
 
 /// Version of the wire format. Bump on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// vsock port the host listens on for the agent's control connection.
 pub const CONTROL_PORT: u32 = 1024;

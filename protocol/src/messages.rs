@@ -4,32 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineKind;
 use crate::StreamEnd;
-
-/// The container engine a guest image carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EngineKind {
-    Docker,
-    Podman,
-    /// No engine: the agent runs on the host for tests, or an image without an engine.
-    None,
-}
-
-impl EngineKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Docker => "docker",
-            EngineKind::Podman => "podman",
-            EngineKind::None => "none",
-        }
-    }
-}
-
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// First frame of every connection, sent by the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +43,11 @@ pub struct BootConfig {
     /// fails at once instead of after 20–30 s of DNS retries). A registry on the host (10.0.2.2)
     /// is still reached.
     pub host_offline: bool,
+    /// The storage driver to start the engine with; `None`: the one the storage already holds
+    /// (a persistent state or a seed), else the engine's default
+    /// ([`crate::StorageDriver::default_for`]). A storage holding another driver's images is an
+    /// error, not a silent switch to an empty store.
+    pub storage_driver: Option<crate::engine::StorageDriver>,
 }
 
 /// Registry settings for the guest's engine. Credentials never travel here (they would end up in
@@ -208,6 +189,8 @@ pub struct ReadyInfo {
     pub rootfs_ms: u64,
     /// Guest uptime when the engine answered.
     pub engine_ms: u64,
+    /// The storage driver the engine was configured with.
+    pub storage_driver: Option<crate::engine::StorageDriver>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

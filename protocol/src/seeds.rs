@@ -25,6 +25,7 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
             idle_timeout_secs: 1800,
             host_bound: true,
             host_offline: false,
+            storage_driver: Some(crate::StorageDriver::Vfs),
         }),
         HostMsg::Detach,
         HostMsg::Request(Request::Exec(ExecRequest {
@@ -78,6 +79,7 @@ pub fn seed_messages() -> (Vec<HostMsg>, Vec<AgentMsg>) {
             init_ms: 2500,
             rootfs_ms: 3000,
             engine_ms: 9000,
+            storage_driver: Some(crate::StorageDriver::Overlay),
         }),
         AgentMsg::Stdout(b"REPOSITORY TAG\n".to_vec()),
         AgentMsg::Stderr(b"warning\n".to_vec()),

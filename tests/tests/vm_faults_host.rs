@@ -124,7 +124,8 @@ fn qemu_killed_during_oneshot_vimport(w: &Instance) {
 /// aborted on an internal assertion while booting. The boot is retried once and the command
 /// succeeds; a QEMU that exits with a status (bad arguments) is not retried (other tests).
 fn qemu_aborts_during_boot_once(w: &Instance) {
-    let real = vcontainer::util::path_lookup::find_in_path(qemu_binary(w.arch)).expect("QEMU in PATH");
+    let real =
+        vcontainer::util::path_lookup::find_in_path(qemu_binary(w.arch)).expect("QEMU in PATH");
     let wrappers = w.path("qemu-wrapper");
     std::fs::create_dir_all(&wrappers).expect("wrapper dir");
     let marker = w.path("qemu-aborted-once");
@@ -141,16 +142,18 @@ fn qemu_aborts_during_boot_once(w: &Instance) {
     .expect("wrapper");
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
-    let path = std::env::join_paths(
-        std::iter::once(wrappers.clone())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(wrappers.clone()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .expect("PATH");
     let mut cmd = w.command(&["images"]);
     cmd.env("PATH", path);
     let r = vcontainer_tests::vm::run_command(cmd);
     r.assert_ok("images after one QEMU abort during boot");
-    assert!(marker.exists(), "the wrapper never ran: the test proves nothing");
+    assert!(
+        marker.exists(),
+        "the wrapper never ran: the test proves nothing"
+    );
     assert!(
         r.stderr.contains("QEMU died during boot (attempt 1 of"),
         "the retry must be reported:\n{}",

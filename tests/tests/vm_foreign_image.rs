@@ -34,7 +34,7 @@ fn job(tool: &'static str, arch: Arch, blob_dir: &Path) {
             assert!(repos.contains("hello:1.0"), "{repos}");
         }
         _ => {
-            let images = tar_file(&storage, "storage/overlay-images/images.json")
+            let images = tar_file(&storage, "storage/vfs-images/images.json")
                 .unwrap_or_else(|| panic!("images.json in the storage tar: {names:?}"));
             assert!(images.contains("hello:1.0"), "{images}");
         }

@@ -221,7 +221,7 @@ fn memres_cycle(arch: Arch, tool: &str) {
     let index = if tool == "vdkr" {
         "docker/image/overlay2/repositories.json"
     } else {
-        "storage/overlay-images/images.json"
+        "storage/vfs-images/images.json"
     };
     assert!(tar_file(&storage, index)
         .expect("index in tar")

@@ -1,7 +1,8 @@
 //! `vcontainer populate-rootfs` end to end on aarch64: BUNDLED_CONTAINERS from a deploy dir plus a
 //! bundle package found in the rootfs, docker and podman in one call, merged onto the storage the
 //! rootfs already has; units written; bundles consumed; the installed storage boots and lists all
-//! images. Runs as root (CI does): the storage keeps its owners and whiteout devices.
+//! images; the podman storage follows the target's storage.conf and an older target podman is
+//! reported. Runs as root (CI does): the storage keeps its owners and whiteout devices.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -116,7 +117,23 @@ fn populate_rootfs_merges_bundles_and_writes_units() {
         &format!("tool={}", s(&layout)),
     ])
     .assert_ok("bundle create");
-    vcontainer(&[
+    // The target's podman is configured for overlay (not the vfs default), and its package
+    // database records an older podman than the guest's.
+    let conf = rootfs.join("etc/containers/storage.conf");
+    std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &conf,
+        "[storage]\ndriver = \"overlay\"\ngraphroot = \"/var/lib/containers/storage\"\n",
+    )
+    .expect("storage.conf");
+    let status = rootfs.join("var/lib/dpkg/status");
+    std::fs::create_dir_all(status.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &status,
+        "Package: podman\nStatus: install ok installed\nVersion: 4.9.3+ds1-1\n",
+    )
+    .expect("status");
+    let r = vcontainer(&[
         "populate-rootfs",
         "-a",
         "aarch64",
@@ -126,8 +143,25 @@ fn populate_rootfs_merges_bundles_and_writes_units() {
         s(&deploy),
         "--containers",
         "db:docker",
-    ])
-    .assert_ok("populate round 2");
+    ]);
+    r.assert_ok("populate round 2");
+    for said in [
+        "podman: storage driver overlay (from /etc/containers/storage.conf in the target rootfs)",
+        "docker: storage driver overlay2 (from the storage already in the target rootfs)",
+        "the target's podman 4.9.3+ds1-1 is older than the guest's podman",
+    ] {
+        assert!(
+            r.stderr.contains(said),
+            "populate must say {said:?}:\n{}",
+            r.stderr
+        );
+    }
+    assert!(rootfs
+        .join("var/lib/containers/storage/overlay-images")
+        .is_dir());
+    assert!(!rootfs
+        .join("var/lib/containers/storage/vfs-images")
+        .exists());
     assert!(!bundles.exists(), "consumed bundles are removed");
     let quadlet = rootfs.join("etc/containers/systemd/container-tool.container");
     assert!(quadlet.is_file(), "the bundle's podman unit");
@@ -154,6 +188,24 @@ fn populate_rootfs_merges_bundles_and_writes_units() {
                 "{engine} storage lacks {name}:\n{}",
                 r.stdout
             );
+        }
+        if engine == "podman" {
+            // The guest's podman runs with the target's driver.
+            let r = run_tool(
+                tool,
+                &home,
+                &[
+                    "-a",
+                    "aarch64",
+                    "--input-storage",
+                    s(&tar),
+                    "info",
+                    "--format",
+                    "{{.Store.GraphDriverName}}",
+                ],
+            );
+            r.assert_ok("podman info on the installed storage");
+            assert_eq!(r.stdout.trim(), "overlay", "{r:?}");
         }
     }
 

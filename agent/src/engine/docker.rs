@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::{watch, Mutex};
-use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig};
+use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig, StorageDriver};
 
-use super::{ping_docker, registry, BoxFuture, Engine, EngineError};
+use super::{ping_docker, registry, storage, BoxFuture, Engine, EngineError};
 use crate::fsops::file_tail;
 use crate::layout::Layout;
 use crate::process;
@@ -50,6 +50,8 @@ pub struct Docker {
     running: Arc<AtomicBool>,
     /// `--insecure-registry` flags from the boot configuration.
     registry_flags: std::sync::Mutex<Vec<String>>,
+    /// `--storage-driver`, chosen from the boot configuration and the storage on disk.
+    storage_driver: std::sync::Mutex<StorageDriver>,
 }
 
 impl Docker {
@@ -63,6 +65,7 @@ impl Docker {
             containerd: Mutex::new(None),
             running: Arc::new(AtomicBool::new(false)),
             registry_flags: std::sync::Mutex::new(Vec::new()),
+            storage_driver: std::sync::Mutex::new(StorageDriver::default_for(EngineKind::Docker)),
         }
     }
 
@@ -74,6 +77,13 @@ impl Docker {
 
     /// In the guest, the CLI's default socket (stage 2 makes /var/run a link to /run if the
     /// root image lacks it).
+    fn driver(&self) -> StorageDriver {
+        self.storage_driver
+            .lock()
+            .map(|d| *d)
+            .unwrap_or(StorageDriver::default_for(EngineKind::Docker))
+    }
+
     fn socket(&self) -> PathBuf {
         if self.layout.guest {
             PathBuf::from("/var/run/docker.sock")
@@ -177,7 +187,10 @@ impl Docker {
             format!("--pidfile={}", run.join("docker.pid").display()),
             format!("--host=unix://{}", self.socket().display()),
             format!("--containerd={}", self.containerd_socket().display()),
-            "--storage-driver=overlay2".into(),
+            format!(
+                "--storage-driver={}",
+                self.driver().engine_name(EngineKind::Docker)
+            ),
             "--iptables=false".into(),
             "--ip6tables=false".into(),
             "--ip-forward=false".into(),
@@ -376,6 +389,18 @@ impl Engine for Docker {
             *slot = flags;
         }
         Ok(())
+    }
+
+    fn configure_storage(
+        &self,
+        requested: Option<StorageDriver>,
+    ) -> Result<StorageDriver, EngineError> {
+        let present = storage::drivers_present(EngineKind::Docker, &self.storage_dir());
+        let driver = storage::choose_driver(EngineKind::Docker, requested, &present)?;
+        if let Ok(mut slot) = self.storage_driver.lock() {
+            *slot = driver;
+        }
+        Ok(driver)
     }
 }
 

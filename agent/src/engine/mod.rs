@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use thiserror::Error;
-use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig};
+use vcontainer_protocol::{EngineKind, ExitStatus, RegistryConfig, StorageDriver};
 
 pub use docker::Docker;
 pub use none::NoEngine;
@@ -52,6 +52,8 @@ pub enum EngineError {
         path: String,
         source: io::Error,
     },
+    #[error(transparent)]
+    StorageDriver(#[from] storage::DriverConflict),
 }
 
 /// One container engine as the agent sees it.
@@ -119,6 +121,17 @@ pub trait Engine: Send + Sync {
     /// before the engine starts; a running engine keeps what it started with.
     fn configure_registry(&self, _registry: &RegistryConfig) -> Result<(), EngineError> {
         Ok(())
+    }
+
+    /// Chooses the storage driver ([`storage::choose_driver`]: the request, else what the
+    /// storage holds, else the default) and configures the engine with it. Called after any
+    /// seed and before the engine starts; returns the driver.
+    fn configure_storage(
+        &self,
+        requested: Option<StorageDriver>,
+    ) -> Result<StorageDriver, EngineError> {
+        let present = storage::drivers_present(self.kind(), &self.storage_dir());
+        Ok(storage::choose_driver(self.kind(), requested, &present)?)
     }
 }
 

@@ -4,10 +4,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-use vcontainer_protocol::{EngineKind, RegistryConfig};
+use vcontainer_protocol::{EngineKind, RegistryConfig, StorageDriver};
 
-use super::{registry, BoxFuture, Engine, EngineError};
+use super::{registry, storage, BoxFuture, Engine, EngineError};
 use crate::layout::Layout;
 
 /// A drop-in (always written) rather than containers.conf itself, so it wins over whatever the
@@ -23,9 +24,13 @@ cgroup_manager = \"cgroupfs\"
 events_logger = \"file\"
 ";
 
-pub fn storage_conf(graphroot: &Path, runroot: &Path) -> String {
+/// Always written over whatever the rootfs ships: the graph root is the state disk and the
+/// driver the one chosen for this boot (a target-style `storage.conf` in a foreign image would
+/// otherwise pick them).
+pub fn storage_conf(driver: StorageDriver, graphroot: &Path, runroot: &Path) -> String {
     format!(
-        "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        driver.engine_name(EngineKind::Podman),
         graphroot.display(),
         runroot.display()
     )
@@ -34,6 +39,7 @@ pub fn storage_conf(graphroot: &Path, runroot: &Path) -> String {
 pub struct Podman {
     layout: Layout,
     prepared: AtomicBool,
+    storage_driver: Mutex<StorageDriver>,
 }
 
 impl Podman {
@@ -41,6 +47,7 @@ impl Podman {
         Self {
             layout,
             prepared: AtomicBool::new(false),
+            storage_driver: Mutex::new(StorageDriver::default_for(EngineKind::Podman)),
         }
     }
 
@@ -59,13 +66,19 @@ impl Podman {
         let dropin = dropin_dir.join("50-vcontainer.conf");
         fs::write(&dropin, CONTAINERS_CONF).map_err(err(&dropin))?;
         let storage = conf_dir.join("storage.conf");
-        if !storage.exists() {
-            let conf = storage_conf(
-                &self.layout.storage_dir(),
-                &self.layout.run_dir.join("containers/storage"),
-            );
-            fs::write(&storage, conf).map_err(err(&storage))?;
-        }
+        let driver = self
+            .storage_driver
+            .lock()
+            .map(|d| *d)
+            .unwrap_or(StorageDriver::default_for(EngineKind::Podman));
+        let conf = storage_conf(
+            driver,
+            &self.layout.storage_dir(),
+            &self.layout.run_dir.join("containers/storage"),
+        );
+        // Replace, not truncate: a packaged storage.conf may be a link into /usr.
+        let _ = fs::remove_file(&storage);
+        fs::write(&storage, conf).map_err(err(&storage))?;
         let dir = self.layout.storage_dir();
         fs::create_dir_all(&dir).map_err(err(&dir))?;
         Ok(())
@@ -144,6 +157,18 @@ impl Engine for Podman {
         }
         Ok(())
     }
+
+    fn configure_storage(
+        &self,
+        requested: Option<StorageDriver>,
+    ) -> Result<StorageDriver, EngineError> {
+        let present = storage::drivers_present(EngineKind::Podman, &self.storage_dir());
+        let driver = storage::choose_driver(EngineKind::Podman, requested, &present)?;
+        if let Ok(mut slot) = self.storage_driver.lock() {
+            *slot = driver;
+        }
+        Ok(driver)
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +176,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn start_writes_config_once_and_keeps_existing_storage_conf() {
+    async fn start_writes_config_and_replaces_a_packaged_storage_conf() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::host(dir.path().to_path_buf(), EngineKind::Podman);
         let etc = dir.path().join("etc/containers");
@@ -163,10 +188,9 @@ mod tests {
         let dropin =
             fs::read_to_string(etc.join("containers.conf.d/50-vcontainer.conf")).expect("drop-in");
         assert!(dropin.contains("cgroupfs"));
-        assert_eq!(
-            fs::read_to_string(etc.join("storage.conf")).expect("read"),
-            "# packaged\n"
-        );
+        let conf = fs::read_to_string(etc.join("storage.conf")).expect("read");
+        assert!(conf.contains("driver = \"vfs\""), "{conf}");
+        assert!(!conf.contains("packaged"), "{conf}");
         assert!(dir.path().join("storage").is_dir());
         assert_eq!(
             podman.import_destination("a/b:c"),
@@ -174,7 +198,9 @@ mod tests {
         );
         podman.stop().await.expect("stop");
         assert!(!podman.is_running());
-        assert!(storage_conf(Path::new("/g"), Path::new("/r")).contains("graphroot = \"/g\""));
+        let conf = storage_conf(StorageDriver::Overlay, Path::new("/g"), Path::new("/r"));
+        assert!(conf.contains("graphroot = \"/g\""));
+        assert!(conf.contains("driver = \"overlay\""));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub async fn measure(
             images: images.clone(),
             output: dir.path().join("batch.tar"),
             input_storage: None,
+            storage_driver: None,
         }),
         podman: None,
         no_kvm: false,

@@ -25,6 +25,7 @@ use crate::ops::{self, OpError};
 use crate::state::Tool;
 use crate::util::progress::Reporter;
 use vcontainer_oci::platform::{select_platform, PlatformSelection};
+use vcontainer_protocol::StorageDriver;
 
 /// One image to import: an OCI layout directory or OCI archive tar, and its reference.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +42,8 @@ pub struct EngineBatch {
     pub output: PathBuf,
     /// A storage tar to seed the engine with first; the images are added to it.
     pub input_storage: Option<PathBuf>,
+    /// The engine's storage driver; `None`: the seed's, else the engine's default.
+    pub storage_driver: Option<StorageDriver>,
 }
 
 #[derive(Debug, Clone)]
@@ -374,6 +377,7 @@ async fn run_engine(
         no_kvm,
         guest: GuestOptions {
             network: false,
+            storage_driver: engine.batch.storage_driver,
             ..GuestOptions::default()
         },
     };
@@ -637,6 +641,7 @@ mod tests {
                 .collect(),
             output,
             input_storage: None,
+            storage_driver: None,
         })
     }
 

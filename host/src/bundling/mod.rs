@@ -9,6 +9,7 @@ mod error;
 pub mod remote;
 pub mod rootfs;
 pub mod spec;
+pub mod target;
 pub mod units;
 
 pub use error::BundlingError;

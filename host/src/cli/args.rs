@@ -49,6 +49,12 @@ pub struct EngineArgs {
     /// --blob-dir, else fail at once naming what is missing.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// The engine's storage driver: overlay (docker: overlay2) or vfs; it must be the one the
+    /// target's engine is configured with (default: $VDKR_STORAGE_DRIVER resp.
+    /// $VPDMN_STORAGE_DRIVER, else what the state already holds, else docker overlay2 and
+    /// podman vfs, as upstream's target configuration).
+    #[arg(long, value_name = "DRIVER", global = true)]
+    pub storage_driver: Option<vcontainer_protocol::StorageDriver>,
     /// Boot the guest without a network interface.
     #[arg(long, global = true)]
     pub no_network: bool,

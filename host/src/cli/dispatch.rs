@@ -269,6 +269,7 @@ fn boot_only_options(args: &EngineArgs) -> BootOnly {
         (r.ca_cert.is_some(), "--ca-cert"),
         (r.auth_file.is_some(), "--config"),
         (r.registry_user.is_some(), "--registry-user"),
+        (r.storage_driver.is_some(), "--storage-driver"),
     ] {
         if on {
             given.push(name);

@@ -140,6 +140,14 @@ impl Settings {
                 .with_context(|| format!("${prefix}_TIMEOUT={t:?} is not a number of seconds"))?,
             None => config.seconds("timeout"),
         };
+        let storage_driver = match (args.storage_driver, var("STORAGE_DRIVER")) {
+            (Some(d), _) => Some(d),
+            (None, Some(name)) => Some(
+                name.parse()
+                    .map_err(|e| anyhow::anyhow!("${prefix}_STORAGE_DRIVER: {e}"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(Settings {
             tool,
             arch,
@@ -160,6 +168,7 @@ impl Settings {
                             env.var(crate::guest::boot_image::OFFLINE_ENV).as_deref(),
                         ),
                 },
+                storage_driver,
             },
             auto_daemon: auto_daemon && !args.no_daemon,
             state_named: args.state_dir.is_some() || args.instance.is_some(),

@@ -72,6 +72,8 @@ pub struct BootImage {
     pub rootfs_type: String,
     /// The manifest that says what these files are.
     pub manifest: PathBuf,
+    /// Engine name → package version, as the manifest records them (empty if it does not).
+    pub engines: std::collections::BTreeMap<String, String>,
 }
 
 impl From<GuestImage> for BootImage {
@@ -82,6 +84,9 @@ impl From<GuestImage> for BootImage {
             initramfs: Some(g.initramfs),
             rootfs: g.rootfs,
             rootfs_type: "squashfs".into(),
+            engines: vcontainer_initramfs::manifest::Manifest::read(&g.manifest)
+                .map(|m| m.engines)
+                .unwrap_or_default(),
             manifest: g.manifest,
         }
     }
@@ -156,6 +161,7 @@ async fn from_image_dir(
         initramfs,
         rootfs: image.rootfs,
         rootfs_type: image.manifest.rootfs.fstype,
+        engines: image.manifest.engines,
         manifest: image.manifest_path,
     })
 }

@@ -559,6 +559,7 @@ async fn configure(
         idle_timeout_secs: config.guest.idle_timeout_secs,
         host_bound: true,
         host_offline: config.guest.network && !crate::vm::route::host_has_default_route(),
+        storage_driver: config.guest.storage_driver,
     }))
     .await
     .map_err(agent_err)?;
@@ -595,6 +596,13 @@ async fn configure(
                 "guest timings: init {} ms, rootfs {} ms, engine ready {} ms (guest uptime)",
                 r.init_ms, r.rootfs_ms, r.engine_ms
             ));
+            if let Some(driver) = r.storage_driver {
+                reporter.debug(format!(
+                    "{} storage driver: {}",
+                    config.tool.engine(),
+                    driver.engine_name(config.tool.engine_kind())
+                ));
+            }
             r
         }
         other => return Err(agent_err(SessionError::unexpected("Ready", &other))),

@@ -5,6 +5,7 @@
 use crate::guest::boot_image::ImageChoice;
 use crate::guest::registry::RegistryOptions;
 use crate::vm::port_forward::PortForward;
+use vcontainer_protocol::StorageDriver;
 
 /// Boot-time settings of one VM.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub struct GuestOptions {
     pub idle_timeout_secs: u64,
     /// Which kernel, initramfs and root image the VM boots.
     pub image: ImageChoice,
+    /// The engine's storage driver; `None`: what the storage already holds, else the engine's
+    /// default (docker overlay2, podman vfs).
+    pub storage_driver: Option<StorageDriver>,
 }
 
 impl Default for GuestOptions {
@@ -28,6 +32,7 @@ impl Default for GuestOptions {
             ports: Vec::new(),
             idle_timeout_secs: 0,
             image: ImageChoice::default(),
+            storage_driver: None,
         }
     }
 }

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use vcontainer_initramfs::Arch;
 
+use super::driver_args::DriverOverrides;
 use crate::bundling::batch::{
     batch_import, format_report, parse_entry, BatchError, BatchRequest, EngineBatch,
 };
+use crate::bundling::spec::Runtime;
 use crate::cli::image_args::ImageArgs;
 use crate::cli::settings::ProcessEnv;
 use crate::state::Tool;
@@ -37,6 +39,11 @@ pub struct Args {
     /// Existing podman storage tar to import on top of (additive merge).
     #[arg(long, value_name = "TAR")]
     pub podman_input_storage: Option<PathBuf>,
+    /// Storage driver, `[ENGINE=]DRIVER` (overlay or vfs; repeatable): the one the target's
+    /// engine is configured with. Default: an input storage's, else docker overlay2 and podman
+    /// vfs.
+    #[arg(long = "storage-driver", value_name = "[ENGINE=]DRIVER")]
+    pub storage_drivers: Vec<String>,
     /// Never use KVM.
     #[arg(long)]
     pub no_kvm: bool,
@@ -65,6 +72,8 @@ pub fn request_from_args(args: &Args) -> Result<BatchRequest, BatchError> {
         .arch
         .parse()
         .map_err(|_| BatchError::Invalid(format!("unknown arch {:?}", args.arch)))?;
+    let drivers = DriverOverrides::parse(&args.storage_drivers)
+        .map_err(|e| BatchError::Invalid(e.to_string()))?;
     let engine = |flag: &str,
                   entries: &[String],
                   output: &Option<PathBuf>,
@@ -88,6 +97,7 @@ pub fn request_from_args(args: &Args) -> Result<BatchRequest, BatchError> {
                 .collect::<Result<_, _>>()?,
             output,
             input_storage: input.clone(),
+            storage_driver: Runtime::from_engine(flag).and_then(|r| drivers.get(r)),
         }))
     };
     Ok(BatchRequest {
@@ -134,6 +144,7 @@ mod tests {
             podman_output: None,
             docker_input_storage: None,
             podman_input_storage: None,
+            storage_drivers: vec![],
             no_kvm: false,
             image: ImageArgs::default(),
             json: false,

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod bundle;
+pub mod driver_args;
 pub mod populate;
 pub mod remote;
 pub mod rootfs;

@@ -14,14 +14,17 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use vcontainer_initramfs::Arch;
 
+use super::driver_args::DriverOverrides;
 use super::spec::SpecInput;
 use crate::bundling::batch::{batch_import, BatchImage, BatchRequest, EngineBatch};
 use crate::bundling::bundle::{self, BundleEntry};
 use crate::bundling::rootfs::{self, InstallOptions};
 use crate::bundling::spec::{self, BundledContainer, ResolvedContainer, Runtime};
+use crate::bundling::target;
 use crate::bundling::units;
 use crate::cli::image_args::ImageArgs;
 use crate::cli::settings::ProcessEnv;
+use crate::guest::boot_image::ensure_image;
 use crate::util::progress::Reporter;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,11 +54,54 @@ pub struct Args {
     /// installing them and the units into the rootfs.
     #[arg(long, value_name = "DIR")]
     pub tar_only: Option<PathBuf>,
+    /// Storage driver, `[ENGINE=]DRIVER` (overlay or vfs; repeatable). Default: the target's
+    /// /etc/containers/storage.conf (else /usr/share/containers/storage.conf) and
+    /// /etc/docker/daemon.json, else the storage already in the rootfs, else docker overlay2
+    /// and podman vfs (upstream's target configuration).
+    #[arg(long = "storage-driver", value_name = "[ENGINE=]DRIVER")]
+    pub storage_drivers: Vec<String>,
     /// Never use KVM.
     #[arg(long)]
     pub no_kvm: bool,
     #[command(flatten)]
     pub image: ImageArgs,
+}
+
+/// Says so when the target's engine (from its dpkg or opkg database) is an older release than
+/// the guest's: storage written by a newer engine may hold what an older one cannot read.
+async fn warn_if_target_engine_older(
+    rootfs: &Path,
+    arch: Arch,
+    image: &crate::guest::boot_image::ImageChoice,
+    plans: &HashMap<Runtime, EnginePlan>,
+    reporter: &Reporter,
+) -> Result<()> {
+    let mut installed = Vec::new();
+    for runtime in plans.keys() {
+        if let Some(found) = target::installed_engine(rootfs, *runtime) {
+            installed.push((*runtime, found));
+        }
+    }
+    if installed.is_empty() {
+        return Ok(());
+    }
+    let guest = ensure_image(arch, image, reporter).await?;
+    for (runtime, (package, version)) in installed {
+        match guest.engines.get(runtime.name()) {
+            Some(ours) if target::is_older(&version, ours) => reporter.notice(format!(
+                "warning: the target's {package} {version} is older than the guest's {runtime} \
+                 {ours}: the older engine may not read everything the newer one writes; \
+                 prefer a guest image with the target's engine (--blob-dir)"
+            )),
+            Some(ours) => reporter.debug(format!(
+                "target {package} {version}, guest {runtime} {ours}"
+            )),
+            None => reporter.debug(format!(
+                "the guest image records no {runtime} version to compare with the target's {package} {version}"
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// What one engine gets.
@@ -146,6 +192,21 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
             &ProcessEnv,
         ),
     };
+    let overrides = DriverOverrides::parse(&args.storage_drivers)?;
+    let mut drivers = HashMap::new();
+    for runtime in plans.keys() {
+        let choice = target::choose_driver(&args.rootfs, *runtime, overrides.get(*runtime))?;
+        reporter.notice(format!(
+            "{runtime}: storage driver {} (from {})",
+            choice.driver.engine_name(runtime.tool().engine_kind()),
+            choice.reason
+        ));
+        for w in &choice.warnings {
+            reporter.notice(format!("warning: {w}"));
+        }
+        drivers.insert(*runtime, choice.driver);
+    }
+    warn_if_target_engine_older(&args.rootfs, arch, &req.image, &plans, reporter).await?;
     for (runtime, plan) in &plans {
         let existing = existing_storage(&args.rootfs, *runtime, work.path())?;
         if existing.is_some() {
@@ -158,6 +219,7 @@ pub async fn run(args: Args, reporter: &Reporter) -> Result<()> {
             images: plan.images.clone(),
             output: out_dir.join(format!("{runtime}-storage.tar")),
             input_storage: existing,
+            storage_driver: drivers.get(runtime).copied(),
         };
         match runtime {
             Runtime::Docker => req.docker = Some(batch),
