@@ -247,6 +247,7 @@ mod tests {
             archive: "http://m/debian".into(),
             security: None,
             keyring: None,
+            allow_expired: false,
         };
         let apt = PrivateApt::create(
             &dir.path().join("apt"),

@@ -55,6 +55,17 @@ pub enum BuildError {
     #[error("image directory {dir}: {detail}")]
     ImageDir { dir: PathBuf, detail: String },
 
+    /// A lock file (`--lock`) cannot be used.
+    #[error("lock file {path}: {detail}")]
+    Lock { path: PathBuf, detail: String },
+
+    /// A build from a lock file did not get exactly the locked packages.
+    #[error("{what} is not what the lock file says:\n  {}\nTry: a mirror that still has these versions: a snapshot of the archive from when the lock was written (--mirror http://snapshot.debian.org/archive/debian/<YYYYMMDDThhmmssZ>)", differences.join("\n  "))]
+    NotAsLocked {
+        what: String,
+        differences: Vec<String>,
+    },
+
     /// Building as an ordinary user needs something this machine does not have.
     #[error("{what} as a non-root user needs {needs}")]
     Unprivileged { what: String, needs: String },

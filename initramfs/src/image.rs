@@ -9,6 +9,7 @@ use crate::arch::Arch;
 use crate::cache::{self, key, part_dir, sha256_file, BuildLock, Staging, BUILDER_VERSION};
 use crate::error::{BuildError, Result};
 use crate::kernel::{self, KernelInfo, KernelPackage, KERNEL_SUITE, VMLINUZ};
+use crate::lock::Lock;
 use crate::manifest::{Artifact, Manifest};
 use crate::modules::{OPTIONAL_MODULES, REQUIRED_MODULES};
 use crate::progress::{Progress, Stage};
@@ -29,6 +30,11 @@ pub struct BuildRequest {
     /// Never touch the network: a part that is not in the cache fails the build at once,
     /// naming it (an initramfs for a new agent is still made: it needs nothing from outside).
     pub offline: bool,
+    /// Build exactly these package versions (kernel and root filesystem), and fail unless every
+    /// `.deb` has the locked sha256.
+    pub lock: Option<Lock>,
+    /// The mirrors to use instead of the host's apt sources (`--mirror`).
+    pub mirrors: Option<Mirrors>,
 }
 
 impl BuildRequest {
@@ -39,6 +45,8 @@ impl BuildRequest {
             cache_dir: cache_dir.into(),
             refresh_kernel: false,
             offline: false,
+            lock: None,
+            mirrors: None,
         }
     }
 
@@ -78,8 +86,9 @@ fn kernel_key(arch: Arch, pkg: &KernelPackage) -> String {
     ])
 }
 
-fn rootfs_key(arch: Arch) -> String {
-    key(&[
+/// A locked build's part is its own: the same recipe with exactly the lock's packages.
+fn rootfs_key(arch: Arch, lock: Option<&Lock>) -> String {
+    let recipe = key(&[
         ("builder", BUILDER_VERSION),
         ("component", "rootfs"),
         ("arch", arch.name()),
@@ -92,7 +101,13 @@ fn rootfs_key(arch: Arch) -> String {
         ),
         ("groups", &crate::sysfiles::SYSTEM_GROUPS.join(",")),
         ("squashfs", rootfs::SQUASHFS_OPTIONS),
-    ])
+        ("clamp", &rootfs::SQUASHFS_CLAMP_EPOCH.to_string()),
+        ("sources", "removed"),
+    ]);
+    match lock {
+        Some(lock) => key(&[("recipe", &recipe), ("lock", &lock.packages_digest())]),
+        None => recipe,
+    }
 }
 
 fn initramfs_key(arch: Arch, kernel_key: &str, agent_sha256: &str) -> String {
@@ -132,9 +147,20 @@ fn current_kernel(images: &Path, arch: Arch) -> Option<(String, PathBuf, KernelI
     (kernel_key(arch, &info.package) == k).then_some((k, dir, info))
 }
 
+/// The kernel part a lock names, if it is in the cache.
+fn locked_kernel(images: &Path, arch: Arch, lock: &Lock) -> Option<(String, PathBuf, KernelInfo)> {
+    let k = kernel_key(arch, &lock.kernel);
+    let dir = part_dir(images, "kernel", &k);
+    let info = kernel::read_info(&dir)?;
+    (info.package == lock.kernel).then_some((k, dir, info))
+}
+
 fn offline_keys(req: &BuildRequest, agent_sha256: &str) -> Option<Keys> {
-    let (kernel, _, _) = current_kernel(&req.images(), req.arch)?;
-    let rootfs = rootfs_key(req.arch);
+    let (kernel, _, _) = match &req.lock {
+        Some(lock) => locked_kernel(&req.images(), req.arch, lock)?,
+        None => current_kernel(&req.images(), req.arch)?,
+    };
+    let rootfs = rootfs_key(req.arch, req.lock.as_ref());
     let initramfs = initramfs_key(req.arch, &kernel, agent_sha256);
     let image = image_key(&kernel, &rootfs, &initramfs);
     Some(Keys {
@@ -187,6 +213,17 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     let agent =
         std::fs::read(&req.agent).map_err(BuildError::io("reading agent binary", &req.agent))?;
     crate::agent::check(&req.agent, &agent, req.arch)?;
+    if let Some(lock) = &req.lock {
+        if lock.rootfs_suite != ROOTFS_SUITE || lock.kernel_suite != KERNEL_SUITE {
+            return Err(BuildError::Package {
+                what: "building from the lock file".into(),
+                detail: format!(
+                    "it locks {} (kernel {}), this builder makes {ROOTFS_SUITE} (kernel {KERNEL_SUITE}): write a new lock with this version",
+                    lock.rootfs_suite, lock.kernel_suite
+                ),
+            });
+        }
+    }
     let agent_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&agent));
 
     let _lock = BuildLock::acquire(&images, &mut || {
@@ -220,7 +257,12 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
             });
         }
         if mirrors.is_none() {
-            mirrors = Some(Mirrors::from_host()?);
+            let mut m = match &req.mirrors {
+                Some(m) => m.clone(),
+                None => Mirrors::from_host()?,
+            };
+            m.allow_expired = req.lock.is_some();
+            mirrors = Some(m);
         }
         mirrors.clone().ok_or_else(|| BuildError::NoMirror {
             looked_in: "host".into(),
@@ -228,7 +270,7 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     };
 
     let (kkey, kdir, kinfo) = ensure_kernel(req, &images, &mut mirrors, progress)?;
-    let rkey = rootfs_key(req.arch);
+    let rkey = rootfs_key(req.arch, req.lock.as_ref());
     let rdir = ensure_rootfs(req, &images, &rkey, &mut mirrors, progress)?;
     let ikey = initramfs_key(req.arch, &kkey, &agent_sha);
     let idir = ensure_initramfs(req, &images, &ikey, &kdir, &kinfo, progress)?;
@@ -288,6 +330,59 @@ pub fn build(req: &BuildRequest, progress: &mut dyn FnMut(Progress)) -> Result<G
     })
 }
 
+/// The lock file of a built image: its kernel package (from the kernel part's record, which has
+/// the `.deb` sha256) and every root filesystem package.
+pub fn lock_of(image: &GuestImage) -> Result<Lock> {
+    let manifest = Manifest::read(&image.manifest).ok_or_else(|| BuildError::Package {
+        what: "writing the lock file".into(),
+        detail: format!("cannot read {}", image.manifest.display()),
+    })?;
+    let images = image
+        .manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let kernel = kernel::read_info(&part_dir(images, "kernel", &manifest.kernel.key))
+        .ok_or_else(|| BuildError::Package {
+            what: "writing the lock file".into(),
+            detail: format!("the kernel part of {} is gone", image.manifest.display()),
+        })?
+        .package;
+    let lock = Lock {
+        format: crate::lock::LOCK_FORMAT.into(),
+        arch: manifest.arch,
+        rootfs_suite: manifest.rootfs_suite,
+        kernel_suite: KERNEL_SUITE.into(),
+        kernel,
+        packages: manifest.packages,
+    };
+    lock.check(image.arch.name())
+        .map_err(|detail| BuildError::Package {
+            what: "writing the lock file".into(),
+            detail,
+        })?;
+    Ok(lock)
+}
+
+/// The locked versions apt could not find, from mmdebstrap's log (`Version '…' for '…' was not
+/// found`): the usual failure of a lock against a mirror that moved on.
+fn missing_locked_versions(log: &Path) -> Option<BuildError> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let differences: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("Version '").nth(1)?;
+            let (version, rest) = rest.split_once("' for '")?;
+            let (name, _) = rest.split_once("' was not found")?;
+            Some(format!("{name} {version}: not on the mirror"))
+        })
+        .collect();
+    (!differences.is_empty()).then(|| BuildError::NotAsLocked {
+        what: "the engines root filesystem".into(),
+        differences,
+    })
+}
+
 /// The packages of a rootfs part, as its build recorded them.
 fn rootfs_packages(rdir: &Path) -> Result<Vec<crate::packages::PackagePin>> {
     let path = rdir.join(PACKAGES_FILE);
@@ -326,7 +421,15 @@ fn ensure_kernel(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(String, PathBuf, KernelInfo)> {
     let pointer = images.join(CURRENT_KERNEL);
-    if !req.refresh_kernel {
+    if let Some(lock) = &req.lock {
+        if let Some(found) = locked_kernel(images, req.arch, lock) {
+            progress(Progress::new(
+                Stage::Kernel,
+                format!("cached {} (locked)", found.2.kernel_version),
+            ));
+            return Ok(found);
+        }
+    } else if !req.refresh_kernel {
         if let Some((k, dir, info)) = current_kernel(images, req.arch) {
             progress(Progress::new(
                 Stage::Kernel,
@@ -358,7 +461,10 @@ fn ensure_kernel(
         format!("apt-get update ({KERNEL_SUITE}, {debarch})…"),
     ));
     apt.update()?;
-    let stanza = kernel::resolve(&apt, req.arch)?;
+    let stanza = match &req.lock {
+        Some(lock) => locked_kernel_stanza(&apt, lock)?,
+        None => kernel::resolve(&apt, req.arch)?,
+    };
     let pkg = KernelPackage {
         package: stanza.require("Package")?.to_string(),
         version: stanza.require("Version")?.to_string(),
@@ -380,7 +486,10 @@ fn ensure_kernel(
             info
         }
     };
-    cache::write_atomic(&pointer, format!("{kkey}\n").as_bytes())?;
+    // A locked kernel is found by its lock; the pointer stays the newest one resolved.
+    if req.lock.is_none() {
+        cache::write_atomic(&pointer, format!("{kkey}\n").as_bytes())?;
+    }
     progress(Progress::new(
         Stage::Kernel,
         format!(
@@ -390,6 +499,27 @@ fn ensure_kernel(
         ),
     ));
     Ok((kkey, dir, info))
+}
+
+/// The index stanza of the locked kernel package, refused unless the mirror's sha256 is the
+/// locked one.
+fn locked_kernel_stanza(apt: &PrivateApt, lock: &Lock) -> Result<crate::apt::Stanza> {
+    let k = &lock.kernel;
+    let not_as_locked = |detail: String| BuildError::NotAsLocked {
+        what: "the kernel package".into(),
+        differences: vec![detail],
+    };
+    let stanza = apt
+        .show(&format!("{}={}", k.package, k.version))
+        .map_err(|_| not_as_locked(format!("{} {}: not on the mirror", k.package, k.version)))?;
+    let sha = stanza.require("SHA256")?;
+    if sha != k.sha256 {
+        return Err(not_as_locked(format!(
+            "{} {}: the mirror's .deb has sha256 {sha}, the lock {}",
+            k.package, k.version, k.sha256
+        )));
+    }
+    Ok(stanza)
 }
 
 fn ensure_rootfs(
@@ -420,8 +550,28 @@ fn ensure_rootfs(
         .join("debs")
         .join(format!("{ROOTFS_SUITE}-{}", req.arch.debian()));
     let deb_list = staging.tmp.join("debs.list");
-    rootfs::unpack(req.arch, &mirrors, &tree, &debs, &deb_list, &log, progress)?;
+    let include = match &req.lock {
+        Some(lock) => lock.include_args(),
+        None => rootfs::packages().iter().map(|p| p.to_string()).collect(),
+    };
+    rootfs::unpack(
+        req.arch, &mirrors, &include, &tree, &debs, &deb_list, &log, progress,
+    )
+    .map_err(|e| match &req.lock {
+        Some(_) => missing_locked_versions(&log).unwrap_or(e),
+        None => e,
+    })?;
     record_packages(&deb_list, &debs, &staging.tmp.join(PACKAGES_FILE))?;
+    if let Some(lock) = &req.lock {
+        let used = rootfs_packages(&staging.tmp)?;
+        let differences = crate::lock::differences(&lock.packages, &used);
+        if !differences.is_empty() {
+            return Err(BuildError::NotAsLocked {
+                what: "the engines root filesystem".into(),
+                differences,
+            });
+        }
+    }
     let unpacked = started.elapsed();
     progress(Progress::new(
         Stage::Rootfs,
@@ -490,8 +640,14 @@ mod tests {
         let k = kernel_key(Arch::Aarch64, &pkg);
         assert_eq!(k, kernel_key(Arch::Aarch64, &pkg));
         assert_ne!(k, kernel_key(Arch::X86_64, &pkg));
-        assert_eq!(rootfs_key(Arch::Aarch64), rootfs_key(Arch::Aarch64));
-        assert_ne!(rootfs_key(Arch::Aarch64), rootfs_key(Arch::X86_64));
+        assert_eq!(
+            rootfs_key(Arch::Aarch64, None),
+            rootfs_key(Arch::Aarch64, None)
+        );
+        assert_ne!(
+            rootfs_key(Arch::Aarch64, None),
+            rootfs_key(Arch::X86_64, None)
+        );
         assert_ne!(
             initramfs_key(Arch::Aarch64, &k, "a1"),
             initramfs_key(Arch::Aarch64, &k, "a2")

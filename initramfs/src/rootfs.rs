@@ -97,13 +97,16 @@ fn merged_usr_dirs(arch: Arch) -> &'static str {
     }
 }
 
-/// Runs mmdebstrap into `target` (must not exist). `debs` is the download cache: its files are
+/// Runs mmdebstrap into `target` (must not exist), installing `include` (names, or
+/// `name=version` for a lock) and what they depend on. `debs` is the download cache: its files are
 /// copied in before apt runs and replaced by the set apt used afterwards. `deb_list` receives the
 /// file names of exactly those `.debs`, one per line: the `extract` variant registers nothing in
 /// the image's dpkg database, so this is the record of what the image is made of.
+#[allow(clippy::too_many_arguments)]
 pub fn unpack(
     arch: Arch,
     mirrors: &Mirrors,
+    include: &[String],
     target: &Path,
     debs: &Path,
     deb_list: &Path,
@@ -130,7 +133,7 @@ pub fn unpack(
         .env("VCONTAINER_DEB_LIST", deb_list)
         .args(["--variant=extract", "--mode=chrootless", "--format=directory"])
         .arg(format!("--architectures={}", arch.debian()))
-        .arg(format!("--include={}", packages().join(",")))
+        .arg(format!("--include={}", include.join(",")))
         // The cache is put into the archives dir before apt runs.
         .arg("--skip=download/empty")
         // Merged /usr before anything is unpacked, as debootstrap does.
@@ -148,14 +151,16 @@ pub fn unpack(
     }
     cmd.arg(ROOTFS_SUITE).arg(target);
     for line in mirrors.deb_lines(ROOTFS_SUITE) {
-        cmd.arg(line);
+        // apt inside mmdebstrap reads a file: repository's .debs in place, from where the target
+        // tree cannot see them; copy: makes apt copy them in (same repository, same checks).
+        cmd.arg(line.replacen(" file:", " copy:", 1));
     }
     progress(Progress::new(
         Stage::Rootfs,
         format!(
             "running mmdebstrap ({ROOTFS_SUITE}, {}, {} packages)…",
             arch.debian(),
-            packages().len()
+            include.len()
         ),
     ));
     let run = ToolRun {
@@ -167,7 +172,17 @@ pub fn unpack(
         if let Some(info) = line.strip_prefix("I: ") {
             progress(Progress::new(Stage::Rootfs, info.to_string()));
         }
-    })
+    })?;
+    // mmdebstrap leaves the mirror it used in the image's sources.list. The guest never runs
+    // apt, and the image must not depend on which mirror (or snapshot, or local copy) served
+    // the same packages: a build from a lock is then bit-identical to the original.
+    let sources = target.join("etc/apt/sources.list");
+    match std::fs::remove_file(&sources) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(BuildError::io("removing the build's apt sources", &sources)(e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Compression options (also part of the rootfs cache key). lz4, not zstd: the guest decompresses
@@ -176,6 +191,13 @@ pub fn unpack(
 /// dockerd ready 8.0–9.4 s with zstd (171 MB image), 5.5–7.8 s with lz4 (253 MB),
 /// 6.9–7.3 s uncompressed (484 MB). lz4 also packs in about a second.
 pub const SQUASHFS_OPTIONS: &str = "-comp lz4";
+
+/// Every timestamp in the image is clamped to this (`SOURCE_DATE_EPOCH` for mksquashfs, which
+/// also makes it the filesystem's creation time): what the build itself creates (directories,
+/// device nodes, the files sysfiles.rs writes) would otherwise carry the build's time, and two
+/// builds of one lock would differ in nothing else. 2025-08-09, trixie's release: files that
+/// packages ship with a later date are clamped too, which nothing in the guest looks at.
+pub const SQUASHFS_CLAMP_EPOCH: u64 = 1_754_697_600;
 
 /// Packs `tree` into `out` as an lz4 squashfs, all files root-owned, no xattrs (the unpacked
 /// packages carry none; host labels like security.selinux must not leak in).
@@ -192,8 +214,8 @@ pub fn squash(
         .arg(out)
         .args(["-noappend", "-all-root", "-no-xattrs", "-no-progress"])
         .args(SQUASHFS_OPTIONS.split(' '))
-        // Fixed filesystem time: equal trees give equal images.
-        .args(["-mkfs-time", "0"]);
+        // Equal trees give equal images (mksquashfs refuses -mkfs-time beside it).
+        .env("SOURCE_DATE_EPOCH", SQUASHFS_CLAMP_EPOCH.to_string());
     let run = ToolRun {
         what: "packing the rootfs with mksquashfs",
         hint: "check free space in the cache directory",

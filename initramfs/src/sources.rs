@@ -15,6 +15,10 @@ pub struct Mirrors {
     pub security: Option<String>,
     /// `signed-by` key ring for both (None: apt's default trust).
     pub keyring: Option<String>,
+    /// Accept Release files past their Valid-Until date: a snapshot of the archive (what a
+    /// build from a lock file uses) is older than that by design; the lock's sha256s pin the
+    /// content instead.
+    pub allow_expired: bool,
 }
 
 impl Mirrors {
@@ -28,11 +32,7 @@ impl Mirrors {
             let security = std::env::var("VCONTAINER_DEBIAN_SECURITY_MIRROR")
                 .ok()
                 .filter(|s| !s.is_empty());
-            return Ok(Mirrors {
-                archive,
-                security,
-                keyring,
-            });
+            return Ok(Mirrors::given(&archive, security.as_deref()));
         }
         let mut texts = Vec::new();
         let mut files = vec![Path::new("/etc/apt/sources.list").to_path_buf()];
@@ -66,11 +66,36 @@ impl Mirrors {
         })
     }
 
-    /// `deb` lines for `suite` (plus `<suite>-updates` and `<suite>-security`).
+    /// Mirrors named by the user (`--mirror`, `$VCONTAINER_DEBIAN_MIRROR`), checked with
+    /// Debian's key ring when the host has it.
+    pub fn given(archive: &str, security: Option<&str>) -> Mirrors {
+        Mirrors {
+            archive: archive.trim_end_matches('/').to_string(),
+            security: security.map(|s| s.trim_end_matches('/').to_string()),
+            keyring: Path::new(DEBIAN_KEYRING)
+                .is_file()
+                .then(|| DEBIAN_KEYRING.to_string()),
+            allow_expired: false,
+        }
+    }
+
+    /// `deb` lines for `suite` (plus `<suite>-updates` and `<suite>-security`). A `file:`
+    /// archive is a local directory the user made (an offline copy of the packages a lock
+    /// names): it is trusted without a signature.
     pub fn deb_lines(&self, suite: &str) -> Vec<String> {
-        let opts = match &self.keyring {
-            Some(k) => format!("[signed-by={k}] "),
-            None => String::new(),
+        let mut options = Vec::new();
+        match &self.keyring {
+            _ if self.archive.starts_with("file:") => options.push("trusted=yes".to_string()),
+            Some(k) => options.push(format!("signed-by={k}")),
+            None => {}
+        }
+        if self.allow_expired {
+            options.push("check-valid-until=no".to_string());
+        }
+        let opts = if options.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", options.join(" "))
         };
         // One suite per line: in the one-line format every word after the suite is a component.
         let mut lines = vec![
@@ -127,6 +152,7 @@ pub fn pick(entries: &[SourceEntry], keyring: Option<String>) -> Option<Mirrors>
         archive: archive.trim_end_matches('/').to_string(),
         security: security.map(|s| s.trim_end_matches('/').to_string()),
         keyring,
+        allow_expired: false,
     })
 }
 
@@ -231,6 +257,7 @@ mod tests {
             archive: "http://m/debian".into(),
             security: Some("http://m/debian-security".into()),
             keyring: Some("/k.gpg".into()),
+            allow_expired: false,
         };
         assert_eq!(
             m.deb_lines("trixie"),
@@ -239,6 +266,20 @@ mod tests {
                 "deb [signed-by=/k.gpg] http://m/debian trixie-updates main".to_string(),
                 "deb [signed-by=/k.gpg] http://m/debian-security trixie-security main".to_string(),
             ]
+        );
+        let snapshot = Mirrors {
+            allow_expired: true,
+            security: None,
+            ..m.clone()
+        };
+        assert_eq!(
+            snapshot.deb_lines("trixie")[0],
+            "deb [signed-by=/k.gpg check-valid-until=no] http://m/debian trixie main"
+        );
+        let local = Mirrors::given("file:/srv/lock-debs/", None);
+        assert_eq!(
+            local.deb_lines("bookworm")[1],
+            "deb [trusted=yes] file:/srv/lock-debs bookworm-updates main"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Support code for the integration and VM end-to-end tests in `tests/tests/`.
 
+pub mod apt_repo;
 pub mod fidelity;
 pub mod foreign;
 pub mod instance;

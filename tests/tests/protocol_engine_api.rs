@@ -353,7 +353,7 @@ async fn real_docker_cli_works_through_the_proxy() {
         .expect("cache dir");
     if cli.is_none() {
         // The version comes from the guest image's packages: build it (cached afterwards).
-        vcontainer::guest::boot_image::build_image(arch, false, &reporter)
+        vcontainer::guest::boot_image::build_image(arch, Default::default(), &reporter)
             .await
             .expect("guest image");
         cli = vcontainer::engine::host_cli::docker_cli(arch, false, &reporter)

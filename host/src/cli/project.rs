@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Parser;
 use vcontainer_initramfs::Arch;
 
 use super::project_args::{ImageCommand, ProjectArgs, ProjectCommand};
 use crate::guest::agent_binary::agent_binary;
-use crate::guest::boot_image::build_image;
+use crate::guest::boot_image::{build_image, BuildOptions};
 use crate::util::progress::Reporter;
 
 pub fn vcontainer_main() -> ExitCode {
@@ -62,6 +62,10 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                     json,
                     out,
                     offline,
+                    lock,
+                    write_lock,
+                    mirror,
+                    security_mirror,
                 },
         } => {
             let arches: Vec<Arch> = if arch.is_empty() {
@@ -70,13 +74,30 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
             } else {
                 arch.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
             };
+            if (lock.is_some() || write_lock.is_some()) && arches.len() != 1 {
+                bail!("--lock and --write-lock are per architecture: give exactly one -a");
+            }
+            let lock = match &lock {
+                Some(path) => Some(vcontainer_initramfs::Lock::read(path, arches[0].name())?),
+                None => None,
+            };
             for a in arches {
                 let image = build_image(
                     a,
-                    offline || crate::guest::boot_image::offline_from_env(),
+                    BuildOptions {
+                        offline: offline || crate::guest::boot_image::offline_from_env(),
+                        lock: lock.clone(),
+                        mirrors: mirror.as_deref().map(|m| {
+                            vcontainer_initramfs::Mirrors::given(m, security_mirror.as_deref())
+                        }),
+                    },
                     reporter,
                 )
                 .await?;
+                if let Some(path) = &write_lock {
+                    vcontainer_initramfs::lock_of(&image)?.write(path)?;
+                    reporter.notice(format!("{a}: lock file {}", path.display()));
+                }
                 let exported = match &out {
                     Some(dir) => {
                         let (image, dir) = (image.clone(), dir.clone());

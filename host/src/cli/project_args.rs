@@ -78,6 +78,23 @@ pub(super) enum ImageCommand {
         /// initramfs for a changed agent) can be made; otherwise fail at once.
         #[arg(long)]
         offline: bool,
+        /// Build exactly the kernel and packages of this lock file (as --write-lock writes
+        /// it), and fail naming every package whose version or .deb sha256 differs. Give one
+        /// -a with it.
+        #[arg(long, value_name = "FILE")]
+        lock: Option<std::path::PathBuf>,
+        /// Write the image's lock file (kernel and every package with its .deb sha256) to FILE.
+        /// Give one -a with it.
+        #[arg(long, value_name = "FILE")]
+        write_lock: Option<std::path::PathBuf>,
+        /// Debian archive to fetch from instead of the host's apt sources: for a lock older
+        /// than the archive, a snapshot (http://snapshot.debian.org/archive/debian/<time>); a
+        /// file: URI is a local repository, trusted without a signature.
+        #[arg(long, value_name = "URI")]
+        mirror: Option<String>,
+        /// Debian security archive to go with --mirror (none if not given).
+        #[arg(long, value_name = "URI", requires = "mirror")]
+        security_mirror: Option<String>,
     },
     /// Make a root filesystem built elsewhere (a Yocto image, mmdebstrap, …) bootable as a
     /// guest: installs the agent as /usr/sbin/vcontainer-agent and creates the mount points

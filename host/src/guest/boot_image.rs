@@ -113,9 +113,16 @@ pub async fn ensure_image(
 ) -> Result<BootImage, ImageError> {
     match &choice.blob_dir {
         Some(dir) => from_image_dir(arch, dir, reporter).await,
-        None => build_image(arch, choice.offline, reporter)
-            .await
-            .map(BootImage::from),
+        None => build_image(
+            arch,
+            BuildOptions {
+                offline: choice.offline,
+                ..BuildOptions::default()
+            },
+            reporter,
+        )
+        .await
+        .map(BootImage::from),
     }
 }
 
@@ -166,15 +173,29 @@ async fn from_image_dir(
     })
 }
 
+/// How `image build` makes our own image.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Never touch the network.
+    pub offline: bool,
+    /// Exactly these packages (`--lock`).
+    pub lock: Option<vcontainer_initramfs::Lock>,
+    /// Instead of the host's apt sources (`--mirror`, `--security-mirror`).
+    pub mirrors: Option<vcontainer_initramfs::Mirrors>,
+}
+
 /// Our own image for `arch`, built on first use (minutes) and cached afterwards.
 pub async fn build_image(
     arch: Arch,
-    offline: bool,
+    options: BuildOptions,
     reporter: &Reporter,
 ) -> Result<GuestImage, ImageError> {
     let agent = agent_binary(arch, reporter)?;
     let mut req = BuildRequest::new(arch, agent, cache_dir()?);
+    let offline = options.offline;
     req.offline = offline;
+    req.lock = options.lock;
+    req.mirrors = options.mirrors;
     if let Some(image) = vcontainer_initramfs::cached(&req) {
         return Ok(image);
     }
