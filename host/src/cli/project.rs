@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use vcontainer_initramfs::Arch;
 
@@ -53,6 +53,48 @@ async fn run(command: ProjectCommand, reporter: &Reporter) -> Result<()> {
                 agent.display(),
                 done.agent.display()
             ));
+            Ok(())
+        }
+        ProjectCommand::Image {
+            command:
+                ImageCommand::Kernel {
+                    arch,
+                    out,
+                    jobs,
+                    json,
+                },
+        } => {
+            let arch: Arch = arch.parse()?;
+            let jobs = jobs
+                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+                .unwrap_or(1)
+                .max(1);
+            let cache = crate::guest::boot_image::cache_dir()?;
+            let r = reporter.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                vcontainer_initramfs::build_kernel(arch, &cache, jobs, &mut |p| {
+                    r.notice(format!("kernel: {p}"))
+                })
+            })
+            .await??;
+            if let Some(out) = &out {
+                std::fs::copy(&built.kernel, out)
+                    .with_context(|| format!("copying the kernel to {}", out.display()))?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "arch": arch.name(),
+                        "kernel": built.kernel,
+                        "config": built.config,
+                        "source_version": built.source_version,
+                        "cached": built.cached,
+                    })
+                );
+            } else {
+                println!("{arch}: kernel {}", built.kernel.display());
+            }
             Ok(())
         }
         ProjectCommand::Image {
