@@ -157,24 +157,8 @@ pub fn build_kernel(
         Stage::Kernel,
         format!("unpacking {package} {source_version}…"),
     ));
-    let tarball = format!("usr/src/{package}.tar.xz");
     let tar_path = work.join("source.tar.xz");
-    let mut found = false;
-    crate::deb::for_each_file(&deb, &mut |path, reader| {
-        if path == tarball {
-            let mut f =
-                std::fs::File::create(&tar_path).map_err(BuildError::io("creating", &tar_path))?;
-            std::io::copy(reader, &mut f).map_err(BuildError::io("writing", &tar_path))?;
-            found = true;
-        }
-        Ok(())
-    })?;
-    if !found {
-        return Err(BuildError::Package {
-            what: format!("unpacking {package}"),
-            detail: format!("the package has no {tarball}"),
-        });
-    }
+    crate::package_file::extract_file(&deb, &format!("usr/src/{package}.tar.xz"), &tar_path)?;
     let mut untar = Command::new("tar");
     untar
         .arg("-xJf")

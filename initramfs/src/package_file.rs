@@ -56,8 +56,17 @@ pub fn fetch_package_file(
     dest: &Path,
 ) -> Result<()> {
     let deb = fetch_deb(arch, cache_dir, suite, package)?;
+    extract_file(&deb, path_in_package, dest)?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+        .map_err(BuildError::io("chmod", dest))?;
+    Ok(())
+}
+
+/// Copies `path_in_package` out of the `.deb` at `deb` to `dest`; an error naming the package if
+/// it has no such file.
+pub(crate) fn extract_file(deb: &Path, path_in_package: &str, dest: &Path) -> Result<()> {
     let mut found = false;
-    crate::deb::for_each_file(&deb, &mut |path, reader| {
+    crate::deb::for_each_file(deb, &mut |path, reader| {
         if path == path_in_package {
             let mut out = std::fs::File::create(dest).map_err(BuildError::io("creating", dest))?;
             std::io::copy(reader, &mut out).map_err(BuildError::io("writing", dest))?;
@@ -67,11 +76,9 @@ pub fn fetch_package_file(
     })?;
     if !found {
         return Err(BuildError::Package {
-            what: format!("extracting {path_in_package} from {package}"),
+            what: format!("extracting {path_in_package} from {}", deb.display()),
             detail: "the package has no such file".to_string(),
         });
     }
-    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
-        .map_err(BuildError::io("chmod", dest))?;
     Ok(())
 }

@@ -395,12 +395,12 @@ impl Engine for Docker {
         &self,
         requested: Option<StorageDriver>,
     ) -> Result<StorageDriver, EngineError> {
-        let present = storage::drivers_present(EngineKind::Docker, &self.storage_dir());
-        let driver = storage::choose_driver(EngineKind::Docker, requested, &present)?;
-        if let Ok(mut slot) = self.storage_driver.lock() {
-            *slot = driver;
-        }
-        Ok(driver)
+        Ok(storage::configure(
+            EngineKind::Docker,
+            &self.storage_dir(),
+            requested,
+            &self.storage_driver,
+        )?)
     }
 }
 

@@ -162,12 +162,12 @@ impl Engine for Podman {
         &self,
         requested: Option<StorageDriver>,
     ) -> Result<StorageDriver, EngineError> {
-        let present = storage::drivers_present(EngineKind::Podman, &self.storage_dir());
-        let driver = storage::choose_driver(EngineKind::Podman, requested, &present)?;
-        if let Ok(mut slot) = self.storage_driver.lock() {
-            *slot = driver;
-        }
-        Ok(driver)
+        Ok(storage::configure(
+            EngineKind::Podman,
+            &self.storage_dir(),
+            requested,
+            &self.storage_driver,
+        )?)
     }
 }
 

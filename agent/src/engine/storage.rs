@@ -81,6 +81,20 @@ pub fn choose_driver(
     }
 }
 
+/// [`choose_driver`] for the storage in `storage_dir`, recorded in `slot` for the engine's start.
+pub fn configure(
+    engine: EngineKind,
+    storage_dir: &Path,
+    requested: Option<StorageDriver>,
+    slot: &std::sync::Mutex<StorageDriver>,
+) -> Result<StorageDriver, DriverConflict> {
+    let driver = choose_driver(engine, requested, &drivers_present(engine, storage_dir))?;
+    if let Ok(mut s) = slot.lock() {
+        *s = driver;
+    }
+    Ok(driver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
