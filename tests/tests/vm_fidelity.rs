@@ -47,12 +47,13 @@ fn umoci_image(rootfs: &Path, layout: &Path, arch: Arch) {
 }
 
 /// The layer directories of the installed storage that hold the fixture (found by one of its
-/// files): `overlay2/<id>/diff` for docker, `overlay/<id>/diff` for podman.
-fn fixture_layers(storage: &Path, driver_dir: &str) -> Vec<PathBuf> {
+/// files): `overlay2/<id>/diff` for docker (overlay2, its default), `vfs/dir/<id>` for podman
+/// (vfs, its default: every layer a whole tree).
+fn fixture_layers(storage: &Path, driver_dir: &str, in_layer: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(storage.join(driver_dir))
         .expect("driver dir")
         .flatten()
-        .map(|e| e.path().join("diff"))
+        .map(|e| e.path().join(in_layer))
         .filter(|d| d.join("home/u/note").is_file())
         .collect();
     found.sort();
@@ -107,12 +108,11 @@ fn round_trip(tool: &'static str, arch: Arch) {
         s(&storage_tar),
     ]);
     run_ok(install, "install-storage");
-    let (storage, driver) = if tool == "vdkr" {
-        (target.join("var/lib/docker"), "overlay2")
+    let layers = if tool == "vdkr" {
+        fixture_layers(&target.join("var/lib/docker"), "overlay2", "diff")
     } else {
-        (target.join("var/lib/containers/storage"), "overlay")
+        fixture_layers(&target.join("var/lib/containers/storage"), "vfs/dir", "")
     };
-    let layers = fixture_layers(&storage, driver);
     assert_eq!(
         layers.len(),
         2,
